@@ -1,0 +1,54 @@
+# Two commands for a newcomer: `make demo` (the whole job, offline) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN ?= artifacts
+MODEL ?= dnn
+DATASET ?= mnist5k
+PORT ?= auto
+
+.PHONY: demo test train convert virtual-board evaluate compare flash bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The whole job, offline: train -> convert -> virtual board -> evaluate -> compare.
+demo: $(VENV)/.installed
+	$(PY) -m train --run $(RUN) --model $(MODEL) --dataset $(DATASET)
+	$(PY) -m convert --run $(RUN)
+	$(PY) -m host_tools evaluate --run $(RUN) --port virtual --restart
+	$(PY) -m host_tools compare --run $(RUN)
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+train: $(VENV)/.installed
+	$(PY) -m train --run $(RUN) --model $(MODEL) --dataset $(DATASET)
+
+convert: $(VENV)/.installed
+	$(PY) -m convert --run $(RUN)
+
+virtual-board: $(VENV)/.installed
+	$(PY) -m host_tools virtual-board --run $(RUN)
+
+evaluate: $(VENV)/.installed
+	$(PY) -m host_tools evaluate --run $(RUN) --port $(PORT)
+
+compare: $(VENV)/.installed
+	$(PY) -m host_tools compare --run $(RUN)
+
+flash: $(VENV)/.installed
+	$(VENV)/bin/pio run -e nano33ble -t upload $(if $(filter-out auto,$(PORT)),--upload-port $(PORT),)
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(RUN) build .pytest_cache

@@ -1,0 +1,1 @@
+"""Pieces shared by every stage: run-folder layout, atomic writes, the CLI error boundary."""

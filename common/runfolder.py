@@ -1,0 +1,50 @@
+"""The run folder: one place that names every file a stage reads or writes.
+
+Every stage takes ``--run DIR`` (default ``artifacts/``); later stages read what earlier
+stages decided instead of deriving it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.errors import DataError
+
+DEFAULT_RUN = Path("artifacts")
+
+# train
+MODEL_KERAS = "model.keras"
+HISTORY_JSON = "history.json"
+HISTORY_PNG = "history.png"
+TRAIN_METRICS_JSON = "train_metrics.json"
+TEST_SET_NPZ = "test_set.npz"
+TRAIN_CONFUSION_PNG = "float_confusion.png"
+TRAIN_REPORT_TXT = "float_classification_report.txt"
+TRAIN_REPORT_JSON = "float_classification_report.json"
+# A seeded sample of the training split (at most 2,000 images): `convert` draws its
+# representative dataset from it, so calibration never sees validation or test images.
+CALIBRATION_SET_NPZ = "calibration_set.npz"
+# convert
+MODEL_TFLITE = "model_int8.tflite"
+CONVERT_REPORT_JSON = "convert_report.json"
+# Per-sample desktop outputs on the test split: float probabilities, LiteRT int8, TFLM int8.
+DESKTOP_OUTPUTS_NPZ = "desktop_outputs.npz"
+# host tools
+DEVICE_EVAL_JSON = "device_eval.json"
+DEVICE_EVAL_JOURNAL = "device_eval.jsonl"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, default=DEFAULT_RUN, metavar="DIR",
+                        help="run folder to read from and write to (default: %(default)s)")
+
+
+def require(run: Path, name: str, produced_by: str) -> Path:
+    """Path of a file an earlier stage must have written, or a one-line error naming that stage."""
+    path = Path(run) / name
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `{produced_by}` first (or pass --run DIR)")
+    return path

@@ -1,0 +1,42 @@
+// TFLM engine adapter: the only place that talks to TensorFlow Lite Micro.
+//
+// It owns the interpreter (constructed in static storage, never on the heap), checks every
+// start-up step and, instead of halting, records a status code and a message that the
+// handshake (INFO) reports. The portable core sees it only through core::Engine.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace tflm_engine {
+
+// Start-up status codes, as documented in docs/protocol.md section 5 (INFO byte 5).
+enum class Status : uint8_t {
+  kReady = 0,
+  kSchemaMismatch = 1,
+  kOpRegistrationFailed = 2,
+  kAllocateTensorsFailed = 3,
+  kInputMismatch = 4,
+  kOutputMismatch = 5,
+};
+
+// Maps the generated model, registers its ops, allocates tensors, checks the I/O tensors
+// against model_settings.h. Safe to call once; later calls return the first result.
+Status Begin();
+
+Status status();
+// Human-readable reason for a start-up failure ("" when ready); bounded, NUL-terminated.
+const char* status_message();
+
+// Input / output tensor data (nullptr unless ready). Sizes are model::kInputBytes and
+// model::kOutputBytes, checked at start-up.
+int8_t* input();
+const int8_t* output();
+
+// Runs the model; false if TFLM reports an error.
+bool Invoke();
+
+// Bytes of the arena the interpreter actually uses (0 unless ready).
+size_t arena_used();
+
+}  // namespace tflm_engine
