@@ -12,6 +12,12 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
+// Defined by the TFLM headers above in current releases; older trees kept it in
+// tensorflow/lite/version.h. The flatbuffer schema has been version 3 since 2018.
+#ifndef TFLITE_SCHEMA_VERSION
+#define TFLITE_SCHEMA_VERSION 3
+#endif
+
 namespace tflm_engine {
 namespace {
 

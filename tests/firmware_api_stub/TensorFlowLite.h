@@ -1,0 +1,2 @@
+// Stand-in for the TFLM Arduino library's umbrella header.
+#pragma once

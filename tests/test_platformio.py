@@ -1,0 +1,50 @@
+"""platformio.ini must parse offline and point PlatformIO at the firmware tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, dict[str, object]]:
+    pio = Path(sys.executable).with_name("pio")
+    proc = subprocess.run([str(pio), "project", "config", "--json-output"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return {section: dict(items) for section, items in json.loads(proc.stdout)}
+
+
+def test_platformio_dirs_point_into_firmware(config: dict[str, dict[str, object]]) -> None:
+    section = config["platformio"]
+    for key, sub in [("src_dir", "src"), ("lib_dir", "lib"), ("include_dir", "include"),
+                     ("test_dir", "test")]:
+        path = Path(str(section[key]))
+        assert path == ROOT / "firmware" / sub
+        assert path.is_dir(), f"{key} -> {path} does not exist"
+
+
+def test_nano33ble_environment(config: dict[str, dict[str, object]]) -> None:
+    env = config["env:nano33ble"]
+    assert str(env["platform"]).startswith("nordicnrf52@")  # pinned
+    assert env["board"] == "nano33ble"
+    assert env["framework"] == ["arduino"]
+    deps = env["lib_deps"]
+    assert isinstance(deps, list) and len(deps) == 1
+    # The TFLM library is pinned to a full commit, so a build is reproducible.
+    assert "tflite-micro-arduino-examples.git#" in deps[0]
+    assert len(deps[0].rsplit("#", 1)[1]) == 40
+    assert "-std=gnu++17" in env["build_flags"]
+
+
+def test_sources_the_build_needs_exist() -> None:
+    for rel in ["firmware/src/main.cpp", "firmware/src/tflm_engine.cpp",
+                "firmware/lib/model/model_data.cpp", "firmware/lib/model/model_settings.h",
+                "firmware/lib/model/model_op_resolver.h"]:
+        assert (ROOT / rel).is_file(), rel
