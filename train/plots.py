@@ -1,0 +1,75 @@
+"""Pictures of a training run: learning curves and a labelled confusion matrix (PNG, written atomically).
+
+Uses matplotlib's Agg backend so it works without a display; no TensorFlow import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from common.atomic import atomic_path
+
+# Above this many classes the numbers in the cells become unreadable; colours alone remain.
+MAX_ANNOTATED_CLASSES = 20
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: Path, best_epoch: int | None = None,
+                 title: str = "") -> None:
+    """Two panels, accuracy and loss per epoch, train vs validation (epochs numbered from 1)."""
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, name in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
+        ax.plot(epochs, history[metric], "o-", markersize=3, label="train")
+        ax.plot(epochs, history[f"val_{metric}"], "o-", markersize=3, label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
+                       label=f"best epoch {best_epoch}")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name.lower())
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray | Sequence[Sequence[int]], labels: Sequence[str], path: Path,
+                   title: str = "Confusion matrix") -> None:
+    """Counts with true class on the rows and predicted class on the columns, labelled by name."""
+    cm = np.asarray(matrix)
+    n = len(labels)
+    size = max(4.0, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels=list(labels), rotation=45 if max(map(len, labels)) > 2 else 0,
+                  ha="right" if max(map(len, labels)) > 2 else "center")
+    ax.set_yticks(range(n), labels=list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= MAX_ANNOTATED_CLASSES:
+        threshold = cm.max() / 2 if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > threshold else "black")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
