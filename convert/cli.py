@@ -1,0 +1,100 @@
+"""Command line of the convert stage: options, then a short human summary of what was produced."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from common import runfolder
+from common.errors import UsageError
+from common.quiet import quiet_tensorflow
+from convert import arena
+from convert.boards import BOARDS, board_by_name
+from convert.pipeline import ConvertOptions, ConvertResult, convert
+
+DEFAULT_FIRMWARE_DIR = Path("firmware/lib/model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m convert",
+        description="Quantize the trained model to int8, verify it on LiteRT and TFLM, and generate "
+                    "the firmware's model files.")
+    runfolder.add_run_argument(parser)
+    parser.add_argument("--from-tflite", type=Path, metavar="FILE",
+                        help="use this int8 .tflite instead of converting the run folder's model.keras")
+    parser.add_argument("--firmware-dir", type=Path, default=DEFAULT_FIRMWARE_DIR, metavar="DIR",
+                        help="where the generated model files go (default: %(default)s)")
+    parser.add_argument("--calibration-size", type=int, default=500, metavar="N",
+                        help="calibration images drawn from calibration_set.npz (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the calibration draw (default: %(default)s)")
+    parser.add_argument("--arena-margin", type=float, default=arena.DEFAULT_MARGIN_PERCENT, metavar="PCT",
+                        help="arena margin in percent over the measured size, at least "
+                             f"{arena.MIN_MARGIN_BYTES} bytes (default: %(default)s)")
+    parser.add_argument("--board", choices=sorted(BOARDS), default="nano33ble",
+                        help="target board, for the memory budget (default: %(default)s)")
+    return parser
+
+
+def _pct(value: float | None) -> str:
+    return "not measured" if value is None else f"{100 * value:.2f}%"
+
+
+def _by_folder(paths: list[Path]) -> dict[Path, list[Path]]:
+    folders: dict[Path, list[Path]] = {}
+    for path in paths:
+        folders.setdefault(path.parent, []).append(path)
+    return folders
+
+
+def summary(result: ConvertResult) -> list[str]:
+    r = result.report
+    acc, agree, lat, budget = r["accuracy"], r["agreement_tflm_vs_litert"], r["latency_estimate"], r["budget"]
+    lines = [
+        f"model      {r['model_bytes']:,} bytes (hash {r['model_hash']}), "
+        f"flash left {budget['flash_left']:,}",
+        f"arena      {r['arena_bytes']:,} bytes (measured {r['arena_measured_bytes']:,}), "
+        f"RAM left {budget['ram_left']:,}",
+        f"ops        {', '.join(r['ops'])} ({r['operator_count']} nodes), "
+        f"{r['total_params']:,} params, {r['total_macs']:,} MACs",
+        f"accuracy   float {_pct(acc['float'])}, LiteRT int8 {_pct(acc['litert_int8'])}, "
+        f"TFLM {_pct(acc['tflm'])}" + (f" ({r['accuracy_note']})" if r["accuracy_note"] else ""),
+        f"agreement  TFLM vs LiteRT on {r['verified_samples']} samples: "
+        f"top-1 {100 * agree['top1_agreement']:.2f}%, "
+        f"identical {100 * agree['identical_share']:.2f}%, max diff {agree['max_abs_diff_lsb']} LSB "
+        f"(identical {100 * r['agreement_tflm_vs_litert_builtin']['identical_share']:.2f}% "
+        "with LiteRT's builtin kernels)",
+        f"latency    estimate on {budget['board']}: {lat['cmsis_nn_us']:,} us CMSIS-NN, "
+        f"{lat['reference_us']:,} us reference kernels",
+    ]
+    lines += ["", f"{'#':>3} {'op':<18} {'output':<16} {'params':>8} {'MACs':>10} {'est. us (CMSIS-NN)':>18}"]
+    clock = lat["clock_hz"]
+    for row in r["layers"]:
+        shape = "x".join(str(d) for d in row["output_shape"])
+        lines.append(f"{row['index']:>3} {row['op']:<18} {shape:<16} {row['params']:>8,} {row['macs']:>10,} "
+                     f"{row['est_cycles_cmsis_nn'] / clock * 1e6:>18,.1f}")
+    lines.append("")
+    lines += [f"wrote      {', '.join(sorted(p.name for p in paths))} to {folder}"
+              for folder, paths in _by_folder(result.written).items()]
+    seconds = r["quantize_time_s"]
+    conversion = f" (int8 conversion {seconds:.1f} s)" if seconds is not None else ""
+    lines.append(f"took       {r['wall_time_s']:.1f} s{conversion}")
+    lines += [f"warning: {w}" for w in r["warnings"]]
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.calibration_size < 1:
+        raise UsageError(f"--calibration-size must be at least 1, got {args.calibration_size}")
+    if not args.arena_margin >= 0:
+        raise UsageError(f"--arena-margin must be a percentage >= 0, got {args.arena_margin}")
+    quiet_tensorflow()
+    opts = ConvertOptions(run=args.run, firmware_dir=args.firmware_dir, board=board_by_name(args.board),
+                          from_tflite=args.from_tflite, calibration_size=args.calibration_size,
+                          seed=args.seed, arena_margin_percent=args.arena_margin)
+    result = convert(opts)
+    print("\n".join(summary(result)))
+    return 0

@@ -1,0 +1,223 @@
+"""The convert stage end to end: quantize (or take a user's .tflite), check, verify, size, generate.
+
+Nothing is written until every check has passed; then the run-folder files and the generated
+firmware files are written together, all or nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common import runfolder
+from common.errors import DataError, ModelError
+from common.quant import TensorSpec, model_hash
+from convert import arena as arena_mod
+from convert import codegen, cost, datasets, quantize, tflite_model, verify
+from convert.boards import Board
+from convert.staged_write import write_all
+
+# Quantization should cost little accuracy; larger drops are reported as warnings.
+MAX_INT8_DROP = 0.005
+MIN_TOP1_AGREEMENT = 0.995
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    run: Path
+    firmware_dir: Path
+    board: Board
+    from_tflite: Path | None = None
+    calibration_size: int = 500
+    seed: int = 0
+    arena_margin_percent: float = arena_mod.DEFAULT_MARGIN_PERCENT
+
+
+@dataclass
+class ConvertResult:
+    report: dict
+    written: list[Path] = field(default_factory=list)
+
+
+def _model_bytes(opts: ConvertOptions) -> tuple[bytes, str, object | None, float | None]:
+    """(.tflite bytes, name of the source for messages, Keras model or None, seconds the int8
+    conversion itself took or None)."""
+    if opts.from_tflite is not None:
+        path = opts.from_tflite
+        if not path.is_file():
+            raise ModelError(f"{path} not found")
+        return path.read_bytes(), path.name, None, None
+    keras_path = runfolder.require(opts.run, runfolder.MODEL_KERAS, "python -m train")
+    calib_path = runfolder.require(opts.run, runfolder.CALIBRATION_SET_NPZ, "python -m train")
+    keras_model = quantize.load_keras(keras_path)
+    calibration = quantize.calibration_sample(datasets.load_calibration(calib_path),
+                                              opts.calibration_size, opts.seed)
+    started = time.perf_counter()
+    data = quantize.quantize_int8(keras_model, calibration)
+    return data, runfolder.MODEL_KERAS, keras_model, time.perf_counter() - started
+
+
+def _io_dict(spec: TensorSpec) -> dict:
+    return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype, "scale": spec.scale,
+            "zero_point": spec.zero_point}
+
+
+def check_budget(model_bytes: int, arena_bytes: int, board: Board) -> dict:
+    if model_bytes > board.flash_for_model:
+        raise ModelError(f"model needs {model_bytes} bytes of flash but {board.name} has "
+                         f"{board.flash_for_model} left for it ({board.flash_bytes} minus "
+                         f"{board.flash_reserve_bytes} reserved for Mbed OS, USB and TFLM)")
+    if arena_bytes > board.ram_for_arena:
+        raise ModelError(f"model needs a {arena_bytes}-byte tensor arena but {board.name} has "
+                         f"{board.ram_for_arena} bytes of RAM left for it ({board.ram_bytes} minus "
+                         f"{board.ram_reserve_bytes} reserved for Mbed OS, stacks and USB)")
+    return {"board": board.name, "flash_bytes": board.flash_bytes,
+            "flash_reserve_bytes": board.flash_reserve_bytes, "flash_for_model": board.flash_for_model,
+            "model_bytes": model_bytes, "flash_left": board.flash_for_model - model_bytes,
+            "ram_bytes": board.ram_bytes, "ram_reserve_bytes": board.ram_reserve_bytes,
+            "ram_for_arena": board.ram_for_arena, "arena_bytes": arena_bytes,
+            "ram_left": board.ram_for_arena - arena_bytes}
+
+
+def _check_test_set(test: datasets.TestSet, model: tflite_model.TfliteModel) -> None:
+    want_in = tuple(model.io.input.shape[1:])
+    if tuple(test.x.shape[1:]) != want_in:
+        raise DataError(f"test_set.npz images have shape {tuple(test.x.shape[1:])}, "
+                        f"the model takes {want_in}")
+    if len(test.labels) != model.io.output.size:
+        raise DataError(f"test_set.npz has {len(test.labels)} labels, the model has "
+                        f"{model.io.output.size} outputs")
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Verification:
+    inputs: np.ndarray
+    accuracy: dict[str, float | None]
+    agreement: verify.Agreement
+    agreement_builtin: verify.Agreement
+    outputs: dict[str, np.ndarray]  # desktop_outputs.npz content; empty without a test split
+
+
+def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, dict]:
+    """Arena measured, margin added, budget checked, chosen size proven to work; plus the budget."""
+    # Flash is known before TFLM runs; check it first so an oversize model fails fast.
+    check_budget(len(data), 0, opts.board)
+    measured = arena_mod.measure_arena(data)
+    arena_bytes = arena_mod.choose_arena(measured, opts.arena_margin_percent)
+    budget = check_budget(len(data), arena_bytes, opts.board)
+    arena_mod.verify_arena(data, arena_bytes)
+    return codegen.ArenaInfo(bytes=arena_bytes, measured=measured,
+                             rule=arena_mod.margin_rule(opts.arena_margin_percent)), budget
+
+
+def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test: datasets.TestSet | None,
+            keras_model: object | None, seed: int) -> Verification:
+    spec = model.io.input
+    inputs = spec.quantize(test.x) if test is not None else verify.random_inputs(spec.shape, seed)
+    litert = verify.run_litert(data, inputs)
+    tflm = verify.run_tflm(data, inputs, arena_bytes)
+    builtin = verify.run_litert(data, inputs, default_delegates=False)
+    accuracy: dict[str, float | None] = {"float": None, "litert_int8": None, "tflm": None}
+    outputs: dict[str, np.ndarray] = {}
+    if test is not None:
+        if keras_model is not None:
+            float_probs = quantize.float_predict(keras_model, test.x)
+            accuracy["float"] = verify.accuracy(float_probs, test.y)
+            outputs["float_probs"] = float_probs
+        accuracy["litert_int8"] = verify.accuracy(litert, test.y)
+        accuracy["tflm"] = verify.accuracy(tflm, test.y)
+        outputs.update(litert_int8=litert, tflm_int8=tflm)
+    return Verification(inputs=inputs, accuracy=accuracy, agreement=verify.agreement(tflm, litert),
+                        agreement_builtin=verify.agreement(tflm, builtin), outputs=outputs)
+
+
+def _warnings(checked: Verification) -> list[str]:
+    warnings = []
+    acc = checked.accuracy
+    if acc["float"] is not None and acc["litert_int8"] is not None \
+            and acc["float"] - acc["litert_int8"] > MAX_INT8_DROP:
+        warnings.append(f"int8 accuracy is {100 * (acc['float'] - acc['litert_int8']):.2f} pp below float")
+    if checked.agreement.top1_agreement < MIN_TOP1_AGREEMENT:
+        warnings.append(f"TFLM and LiteRT agree on top-1 for only "
+                        f"{100 * checked.agreement.top1_agreement:.2f}% of samples")
+    return warnings
+
+
+def convert(opts: ConvertOptions) -> ConvertResult:
+    started = time.perf_counter()
+    data, source, keras_model, quantize_s = _model_bytes(opts)
+    model = tflite_model.load(data, source)
+    tflite_model.check_int8(model, source)
+    tflite_model.check_tflm_ops(model)
+
+    test_path = opts.run / runfolder.TEST_SET_NPZ
+    if keras_model is not None:
+        runfolder.require(opts.run, runfolder.TEST_SET_NPZ, "python -m train")
+    test = datasets.load_test_set(test_path) if test_path.is_file() else None
+    if test is not None:
+        _check_test_set(test, model)
+    labels = test.labels if test is not None else [str(i) for i in range(model.io.output.size)]
+
+    arena, budget = _sized_arena(data, opts)
+    checked = _verify(data, model, arena.bytes, test, keras_model, opts.seed)
+    rows = cost.layer_costs(model)
+    generated = codegen.render(model, labels, arena, source_name=source, model_source=runfolder.MODEL_TFLITE)
+
+    report = {
+        "model_hash": model_hash(data),
+        "source": "keras" if keras_model is not None else "tflite",
+        "source_file": source,
+        "model_bytes": len(data),
+        "arena_bytes": arena.bytes,
+        "arena_measured_bytes": arena.measured,
+        "arena_rule": arena.rule,
+        "ops": model.op_names,
+        "op_counts": model.op_counts,
+        "operator_count": len(model.ops),
+        "layers": cost.rows_as_dicts(rows),
+        "total_params": sum(r.params for r in rows),
+        "total_macs": sum(r.macs for r in rows),
+        "latency_estimate": cost.latency_estimate(rows, opts.board),
+        "accuracy": checked.accuracy,
+        "accuracy_note": None if test is not None else
+        f"not measured: no {runfolder.TEST_SET_NPZ} in the run folder; agreement is on "
+        f"{len(checked.inputs)} seeded random inputs",
+        "verified_samples": len(checked.inputs),
+        "agreement_tflm_vs_litert": checked.agreement.as_dict(),
+        "litert_kernels": "default (XNNPACK delegate)",
+        # The same comparison with LiteRT's builtin kernels (no delegate): tells kernel rounding
+        # in XNNPACK apart from a TFLM problem.
+        "agreement_tflm_vs_litert_builtin": checked.agreement_builtin.as_dict(),
+        "io": {"input": _io_dict(model.io.input), "output": _io_dict(model.io.output)},
+        "labels": labels,
+        "budget": budget,
+        "calibration": None if keras_model is None else {"size": opts.calibration_size, "seed": opts.seed},
+        "generated_dir": str(opts.firmware_dir),
+        "generated_files": list(codegen.GENERATED_FILES),
+        "warnings": _warnings(checked),
+        # The PTQ conversion alone; wall_time_s adds TensorFlow start-up, verification and TFLM runs.
+        "quantize_time_s": round(quantize_s, 3) if quantize_s is not None else None,
+    }
+    files: dict[Path, bytes] = {opts.run / runfolder.MODEL_TFLITE: data}
+    if checked.outputs:
+        files[opts.run / runfolder.DESKTOP_OUTPUTS_NPZ] = _npz_bytes(checked.outputs)
+    for name, text in generated.items():
+        files[opts.firmware_dir / name] = text.encode("utf-8")
+    report["wall_time_s"] = round(time.perf_counter() - started, 3)
+    files[opts.run / runfolder.CONVERT_REPORT_JSON] = (json.dumps(report, indent=2) + "\n").encode("utf-8")
+    write_all(files)
+    stale = opts.run / runfolder.DESKTOP_OUTPUTS_NPZ
+    if not checked.outputs and stale.is_file():
+        stale.unlink()  # outputs of an earlier model would be mistaken for this one's
+    return ConvertResult(report=report, written=list(files))
