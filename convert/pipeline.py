@@ -17,8 +17,9 @@ import numpy as np
 from common import runfolder
 from common.errors import DataError, ModelError
 from common.quant import TensorSpec, model_hash
+from common.saved_split import SavedSplit, read_split
 from convert import arena as arena_mod
-from convert import codegen, cost, datasets, quantize, tflite_model, verify
+from convert import codegen, cost, quantize, tflite_model, verify
 from convert.boards import Board
 from convert.staged_write import write_all
 
@@ -55,7 +56,7 @@ def _model_bytes(opts: ConvertOptions) -> tuple[bytes, str, object | None, float
     keras_path = runfolder.require(opts.run, runfolder.MODEL_KERAS, "python -m train")
     calib_path = runfolder.require(opts.run, runfolder.CALIBRATION_SET_NPZ, "python -m train")
     keras_model = quantize.load_keras(keras_path)
-    calibration = quantize.calibration_sample(datasets.load_calibration(calib_path),
+    calibration = quantize.calibration_sample(read_split(calib_path).x,
                                               opts.calibration_size, opts.seed)
     started = time.perf_counter()
     data = quantize.quantize_int8(keras_model, calibration)
@@ -84,7 +85,7 @@ def check_budget(model_bytes: int, arena_bytes: int, board: Board) -> dict:
             "ram_left": board.ram_for_arena - arena_bytes}
 
 
-def _check_test_set(test: datasets.TestSet, model: tflite_model.TfliteModel) -> None:
+def _check_test_set(test: SavedSplit, model: tflite_model.TfliteModel) -> None:
     want_in = tuple(model.io.input.shape[1:])
     if tuple(test.x.shape[1:]) != want_in:
         raise DataError(f"test_set.npz images have shape {tuple(test.x.shape[1:])}, "
@@ -121,7 +122,7 @@ def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, 
                              rule=arena_mod.margin_rule(opts.arena_margin_percent)), budget
 
 
-def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test: datasets.TestSet | None,
+def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test: SavedSplit | None,
             keras_model: object | None, seed: int) -> Verification:
     spec = model.io.input
     inputs = spec.quantize(test.x) if test is not None else verify.random_inputs(spec.shape, seed)
@@ -164,10 +165,10 @@ def convert(opts: ConvertOptions) -> ConvertResult:
     test_path = opts.run / runfolder.TEST_SET_NPZ
     if keras_model is not None:
         runfolder.require(opts.run, runfolder.TEST_SET_NPZ, "python -m train")
-    test = datasets.load_test_set(test_path) if test_path.is_file() else None
+    test = read_split(test_path) if test_path.is_file() else None
     if test is not None:
         _check_test_set(test, model)
-    labels = test.labels if test is not None else [str(i) for i in range(model.io.output.size)]
+    labels = list(test.labels) if test is not None else [str(i) for i in range(model.io.output.size)]
 
     arena, budget = _sized_arena(data, opts)
     checked = _verify(data, model, arena.bytes, test, keras_model, opts.seed)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from common.errors import DataError
+from common.saved_split import read_split, write_split
 from train.datasets import MIN_SAMPLES_PER_CLASS, Dataset, load_dataset, load_npz
-from train.outputs import read_split, write_split
 from train.splits import (
     CALIBRATION_MAX,
     calibration_indices,

@@ -13,6 +13,7 @@ import numpy as np
 from common import runfolder
 from common.atomic import atomic_path, write_json, write_text
 from common.errors import UsageError
+from common.saved_split import write_split
 from train import metrics, plots
 from train.config import (
     DEFAULT_BATCH_SIZE,
@@ -25,7 +26,6 @@ from train.config import (
     FitConfig,
 )
 from train.datasets import BUILTIN_DATASETS, Dataset, load_dataset
-from train.outputs import write_split
 from train.splits import (
     CALIBRATION_MAX,
     TEST_FRACTION,
