@@ -17,6 +17,7 @@ from common import runfolder
 from common.errors import ModelError
 from common.quant import model_hash
 from common.quiet import quiet_tensorflow
+from common.saved_split import write_split
 from convert import tflite_model
 from convert.codegen import GENERATED_FILES
 from convert.tflm_ops import TFLM_RESOLVER_METHODS
@@ -59,8 +60,8 @@ def _dnn(hidden: int = 20):
 def _write_run(run: Path, model, x: np.ndarray, y: np.ndarray, labels: list[str]) -> None:
     run.mkdir(parents=True, exist_ok=True)
     model.save(run / runfolder.MODEL_KERAS)
-    np.savez(run / runfolder.TEST_SET_NPZ, x=x[:500], y=y[:500], labels=np.array(labels))
-    np.savez(run / runfolder.CALIBRATION_SET_NPZ, x=x[500:], y=y[500:])
+    write_split(run / runfolder.TEST_SET_NPZ, x[:500], y[:500], labels)
+    write_split(run / runfolder.CALIBRATION_SET_NPZ, x[500:], y[500:], labels)
 
 
 @pytest.fixture(scope="module")
