@@ -1,0 +1,282 @@
+"""`python -m host_tools`: talk to the board (or the virtual board) and report on it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from common import runfolder
+from common.errors import UsageError, run_cli
+from host_tools.linksim import LINK_PRESETS, FaultConfig
+
+VIRTUAL = "virtual"
+AUTO = "auto"
+VIRTUAL_HINT = (
+    "the virtual board runs the generated files of convert_report.json's generated_dir (default "
+    "firmware/lib/model): regenerate them with `python -m convert --run DIR`"
+)
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in 0..1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        default=AUTO,
+        metavar="PORT",
+        help="serial port of the board; `auto` picks the only Arduino board attached, "
+        "`virtual` starts a virtual board for the run folder (default: %(default)s)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m host_tools",
+        description="Talk to the board or the virtual board: list ports, show what it runs, evaluate the "
+        "test split on it, and compare it with the desktop models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser(
+        "ports",
+        help="list serial ports, marking Arduino boards",
+        description="List serial ports; Arduino boards (USB VID 2341) are marked.",
+    )
+
+    vb = sub.add_parser(
+        "virtual-board",
+        help="serve the firmware core on a pseudo-terminal",
+        description="Build the firmware core for the host with the generated model, "
+        "serve it on a pty (its path is the first line printed) until "
+        "Ctrl-C or SIGTERM. Inference uses the TFLM Python runtime on "
+        "the model bytes of the generated header.",
+    )
+    runfolder.add_run_argument(vb)
+    vb.add_argument(
+        "--generated",
+        type=Path,
+        metavar="DIR",
+        help="generated model directory (default: convert_report.json's generated_dir, "
+        "else firmware/lib/model)",
+    )
+    vb.add_argument(
+        "--link", choices=sorted(LINK_PRESETS), help="simulate a link: usb-fs = 1.2 MB/s and 1 ms each way"
+    )
+    vb.add_argument("--bandwidth", type=float, metavar="BYTES_PER_S", help="simulated bandwidth, each way")
+    vb.add_argument("--latency-ms", type=float, default=None, metavar="MS", help="simulated one-way latency")
+    faults = vb.add_argument_group("fault injection")
+    faults.add_argument(
+        "--flip-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability per byte of a flipped bit (both directions)",
+    )
+    faults.add_argument(
+        "--drop-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability per byte of losing it (both directions)",
+    )
+    faults.add_argument(
+        "--garbage-every",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="a burst of random bytes after every N-th frame (both directions)",
+    )
+    faults.add_argument(
+        "--reset-after",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="simulated reset (partial frame and result cache lost) after N frames",
+    )
+    faults.add_argument(
+        "--stall-after",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="freeze once after N frames, for --stall-ms",
+    )
+    faults.add_argument("--stall-ms", type=float, default=0.0, metavar="MS")
+    faults.add_argument("--seed", type=int, default=0, help="seed of the fault generator")
+
+    info = sub.add_parser(
+        "info",
+        help="handshake and show what the device runs",
+        description="Handshake with the device, print its INFO and whether it runs the run folder's model.",
+    )
+    _port_argument(info)
+    runfolder.add_run_argument(info)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="run the test split on the device",
+        description="Stream the run's test split to the device and record the int8 "
+        f"outputs in {runfolder.DEVICE_EVAL_JOURNAL} (resumable) and "
+        f"{runfolder.DEVICE_EVAL_JSON}.",
+    )
+    _port_argument(ev)
+    runfolder.add_run_argument(ev)
+    ev.add_argument(
+        "--window",
+        type=_positive,
+        metavar="N",
+        help="requests in flight (at most the device's window; default: the device's)",
+    )
+    ev.add_argument("--limit", type=_positive, metavar="N", help="evaluate only the first N test samples")
+    ev.add_argument("--restart", action="store_true", help="discard the journal and start over")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="report: Keras float vs LiteRT int8 vs TFLM vs device",
+        description="Write report.md, report.html and figures comparing the four "
+        "columns (Keras float, LiteRT int8, TFLM on the host, device).",
+    )
+    runfolder.add_run_argument(cmp_)
+    return parser
+
+
+@contextlib.contextmanager
+def _device(port: str, run: Path) -> Iterator[tuple[object, str, bool]]:
+    """An open link for --port (auto, virtual or a path): (link, label, virtual)."""
+    from host_tools.link import SerialLink
+
+    if port == VIRTUAL:
+        from host_tools.virtual_process import virtual_board
+
+        with virtual_board(run) as path, SerialLink(path) as link:
+            yield link, path, True
+        return
+    if port == AUTO:
+        from host_tools.ports import auto_port
+
+        port = auto_port()
+    with SerialLink(port) as link:
+        yield link, port, False
+
+
+def _cmd_ports() -> int:
+    from host_tools.ports import describe, scan
+
+    entries = scan()
+    if not entries:
+        print("no serial ports found (use --port virtual to run on the virtual board)")
+    for entry in entries:
+        print(describe(entry))
+    return 0
+
+
+def _cmd_virtual_board(args: argparse.Namespace) -> int:
+    from host_tools.virtual_board import LinkConfig, serve
+
+    bandwidth, latency = LINK_PRESETS[args.link] if args.link else (None, 0.0)
+    if args.bandwidth is not None:
+        if args.bandwidth <= 0:
+            raise UsageError("--bandwidth must be positive")
+        bandwidth = args.bandwidth
+    if args.latency_ms is not None:
+        if args.latency_ms < 0:
+            raise UsageError("--latency-ms must be 0 or more")
+        latency = args.latency_ms
+    if args.stall_ms < 0:
+        raise UsageError("--stall-ms must be 0 or more")
+    faults = FaultConfig(
+        flip_rate=args.flip_rate,
+        drop_rate=args.drop_rate,
+        garbage_every=args.garbage_every,
+        reset_after=args.reset_after,
+        stall_after=args.stall_after,
+        stall_ms=args.stall_ms,
+        seed=args.seed,
+    )
+
+    def announce(path: str) -> None:
+        print(path, flush=True)
+        print(f"virtual board serving on {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    serve(args.run, args.generated, LinkConfig(bandwidth, latency), faults, announce)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from host_tools.info import show_info
+
+    with _device(args.port, args.run) as (link, label, virtual):
+        return show_info(link, label, args.run, virtual_hint=VIRTUAL_HINT if virtual else None)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from host_tools.evaluate import evaluate
+
+    with _device(args.port, args.run) as (link, label, virtual):
+        outcome = evaluate(
+            args.run,
+            link,
+            label,
+            virtual,
+            window=args.window,
+            limit=args.limit,  # type: ignore[arg-type]
+            restart=args.restart,
+            progress=not args.no_progress,
+            flash_hint=VIRTUAL_HINT if virtual else None,
+        )
+    s = outcome.summary
+    print(
+        f"accuracy {outcome.accuracy:.2%} on {outcome.samples} samples ({outcome.evaluated_now} now, "
+        f"{s['resumed_from_journal']} from the journal) in {outcome.wall_time_s:.1f} s; "
+        f"retransmissions {s['retransmissions']}, NACKs {s['nacks']}, handshakes {s['handshakes']}"
+    )
+    print(f"wrote {outcome.path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from host_tools.compare import compare
+
+    paths = compare(args.run)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "ports":
+        return _cmd_ports()
+    if args.command == "virtual-board":
+        return _cmd_virtual_board(args)
+    if args.command == "info":
+        return _cmd_info(args)
+    if args.command == "evaluate":
+        return _cmd_evaluate(args)
+    return _cmd_compare(args)
+
+
+def entry(argv: Sequence[str] | None = None) -> int:
+    return run_cli(main, argv)

@@ -1,0 +1,258 @@
+"""``evaluate``: stream the run's test split through the device, journal and summarise results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import runfolder
+from common.atomic import write_text
+from common.errors import DataError
+from common.quant import model_hash, read_io_spec
+from host_tools.journal import JournalWriter, read_journal, sample_line
+from host_tools.link import SerialLink
+from host_tools.messages import Info
+from host_tools.session import ExpectedModel, Session
+
+CONVERT_CMD = "python -m convert"
+TRAIN_CMD = "python -m train"
+
+
+def load_expected(run: Path) -> ExpectedModel:
+    path = runfolder.require(run, runfolder.MODEL_TFLITE, CONVERT_CMD)
+    data = path.read_bytes()
+    return ExpectedModel(path=path, model_hash=model_hash(data), io=read_io_spec(data))
+
+
+@dataclass(frozen=True)
+class TestInputs:
+    labels: np.ndarray  # (N,) int64
+    inputs: np.ndarray  # (N, input bytes) int8, quantized with the model's input spec
+    class_names: tuple[str, ...]
+    digest: str  # identifies the test split a journal belongs to
+
+
+def load_inputs(run: Path, expected: ExpectedModel) -> TestInputs:
+    from common.saved_split import read_split
+
+    path = runfolder.require(run, runfolder.TEST_SET_NPZ, TRAIN_CMD)
+    split = read_split(path)
+    spec = expected.io.input
+    if tuple(split.x.shape[1:]) != tuple(spec.shape[1:]):
+        raise DataError(
+            f"{path} holds images of shape {list(split.x.shape[1:])} but {expected.path.name} "
+            f"takes {list(spec.shape[1:])}: the run folder mixes two models"
+        )
+    # Quantize everything up front, vectorised: the streaming loop only slices bytes.
+    q = spec.quantize(split.x).reshape(len(split.x), -1)
+    digest = hashlib.sha256(split.x.tobytes() + split.y.tobytes()).hexdigest()[:16]
+    return TestInputs(labels=split.y, inputs=np.ascontiguousarray(q), class_names=split.labels, digest=digest)
+
+
+def device_record(info: Info) -> dict[str, Any]:
+    return {
+        "board": info.board,
+        "firmware": info.firmware,
+        "protocol": info.protocol_version,
+        "window": info.window,
+        "clock_hz": info.clock_hz,
+        "arena_size": info.arena_size,
+        "arena_used": info.arena_used,
+        "model_bytes": info.model_bytes,
+        "max_payload": info.max_payload,
+    }
+
+
+def _stats(values: list[int]) -> dict[str, float] | None:
+    if not values:
+        return None
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
+
+
+@dataclass
+class EvalOutcome:
+    path: Path
+    samples: int
+    evaluated_now: int
+    accuracy: float
+    wall_time_s: float
+    summary: dict[str, Any]
+
+
+class Progress:
+    """A tqdm bar on stderr (only when stderr is a terminal and progress is wanted)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="img",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+                desc="evaluate",
+            )
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def evaluate(
+    run: Path,
+    link: SerialLink,
+    port_label: str,
+    virtual: bool,
+    *,
+    window: int | None = None,
+    limit: int | None = None,
+    restart: bool = False,
+    progress: bool = True,
+    flash_hint: str | None = None,
+    log: Callable[[str], None] = print,
+) -> EvalOutcome:
+    started = time.monotonic()
+    expected = load_expected(run)
+    data = load_inputs(run, expected)
+    total = len(data.labels) if limit is None else min(limit, len(data.labels))
+    journal_path = run / runfolder.DEVICE_EVAL_JOURNAL
+    if restart and journal_path.exists():
+        journal_path.unlink()
+    state = read_journal(journal_path)
+    if state.header is not None:
+        _check_journal(journal_path, state.header, expected, data)
+    session = Session(link, expected, **({"flash_hint": flash_hint} if flash_hint else {}))
+    info = session.handshake()
+    virtual = virtual or info.board == "virtual"
+    log(
+        f"device: {info.board} firmware {info.firmware} on {port_label}"
+        f"{' (virtual board)' if virtual else ''}, model {info.model_hash} matches {expected.path.name}"
+    )
+    session_record = {
+        "port": port_label,
+        "virtual": virtual,
+        "device": device_record(info),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    writer = JournalWriter(journal_path, None if state.header is None else state.good_bytes)
+    if state.header is None:
+        header = {
+            "kind": "header",
+            "model_hash": expected.model_hash,
+            "model_file": expected.path.name,
+            "test_set": data.digest,
+            "test_samples": len(data.labels),
+            **session_record,
+        }
+        writer.write_record(header)
+        state.header = header
+    else:
+        writer.write_record({"kind": "resume", **session_record})
+        state.sessions.append(session_record)
+    done = state.samples
+    todo = [i for i in range(total) if i not in done]
+    resumed = total - len(todo)
+    if resumed:
+        log(f"resuming: {resumed} of {total} samples already in {journal_path.name}")
+    bar = Progress(total, resumed, progress)
+    # New results stay compact until the end: building a dict per sample costs more than TFLM.
+    fresh: dict[int, tuple[int, np.ndarray, int, int, int | None]] = {}
+    try:
+        for index, result in session.stream(_requests(data.inputs, todo), window=window):
+            out = np.frombuffer(result.output, dtype=np.int8)
+            pred = int(out.argmax())
+            label = int(data.labels[index])
+            writer.write_line(sample_line(index, label, result.output, pred, result.invoke_us, result.cycles))
+            fresh[index] = (label, out, pred, result.invoke_us, result.cycles)
+            bar.update()
+    finally:
+        bar.close()
+        writer.close()
+    wall = time.monotonic() - started
+    for index, (label, out, pred, invoke_us, cycles) in fresh.items():
+        done[index] = {
+            "index": index,
+            "label": label,
+            "output": out.tolist(),
+            "pred": pred,
+            "invoke_us": invoke_us,
+            "cycles": cycles,
+        }
+    samples = [done[i] for i in range(total) if i in done]
+    summary = _summary(samples, session, link, wall, len(todo), resumed)
+    out_path = run / runfolder.DEVICE_EVAL_JSON
+    write_text(out_path, final_json(state.header, state.sessions, summary, samples))
+    return EvalOutcome(out_path, len(samples), len(todo), summary["accuracy"], wall, summary)
+
+
+def final_json(
+    header: dict[str, Any],
+    sessions: list[dict[str, Any]],
+    summary: dict[str, Any],
+    samples: list[dict[str, Any]],
+) -> str:
+    """device_eval.json: readable header and summary, then one compact line per sample."""
+    lines = ",\n".join("    " + json.dumps(s, separators=(",", ":")) for s in samples)
+    return (
+        f'{{\n  "header": {json.dumps(header)},\n  "sessions": {json.dumps(sessions)},\n'
+        f'  "summary": {json.dumps(summary, indent=2)},\n  "samples": [\n{lines}\n  ]\n}}\n'
+    )
+
+
+def _requests(inputs: np.ndarray, todo: list[int]) -> Iterator[tuple[int, bytes]]:
+    for i in todo:
+        yield i, inputs[i].tobytes()
+
+
+def _check_journal(path: Path, header: dict[str, Any], expected: ExpectedModel, data: TestInputs) -> None:
+    if header.get("model_hash") != expected.model_hash:
+        raise DataError(
+            f"{path} holds results of model {header.get('model_hash')}, the run folder has "
+            f"{expected.model_hash}: pass --restart to discard them"
+        )
+    if header.get("test_set") != data.digest:
+        raise DataError(f"{path} holds results for another test split: pass --restart to discard them")
+
+
+def _summary(
+    samples: list[dict[str, Any]], session: Session, link: SerialLink, wall: float, now: int, resumed: int
+) -> dict[str, Any]:
+    correct = sum(1 for s in samples if s["pred"] == s["label"])
+    cycles = [s["cycles"] for s in samples if s["cycles"] is not None]
+    return {
+        "samples": len(samples),
+        "accuracy": correct / len(samples) if samples else 0.0,
+        "invoke_us": _stats([s["invoke_us"] for s in samples]),
+        "cycles": _stats(cycles),
+        "evaluated_this_run": now,
+        "resumed_from_journal": resumed,
+        "wall_time_s": round(wall, 3),
+        "samples_per_s": round(now / wall, 1) if wall > 0 else None,
+        "bytes_sent": link.bytes_sent,
+        "bytes_received": link.bytes_received,
+        **session.stats.as_dict(),
+    }

@@ -1,0 +1,291 @@
+"""The virtual board: the firmware core on the host, behind a pseudo-terminal.
+
+The core (framing, dispatcher, result cache) is the firmware's own C++ built into a shared
+library by ``host_tools.hostlib``; the engine is the TFLM Python runtime (the same reference
+kernels as the board) running the model bytes compiled from the generated header, so the
+header itself is what gets tested. Bytes move between the pty and the core in whole chunks;
+an optional ``linksim`` layer adds bandwidth, latency and faults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common import runfolder
+from common.errors import ModelError
+from host_tools import hostlib
+from host_tools.linksim import Corrupter, DelayLine, FaultConfig
+
+# Longest wait in the serving loop: bounds how late a stop request is noticed.
+POLL_S = 0.1
+READ_CHUNK = 1 << 16
+# The Python runtime lays tensors out for x86-64, which needs more arena than the 32-bit
+# board the generated size was chosen for; a too-small arena crashes the process.
+HOST_ARENA_FACTOR = 2
+HOST_ARENA_MIN = 16 * 1024
+# How far into the frame after the N-th a simulated reset strikes.
+RESET_INTO_FRAME_BYTES = 100
+
+
+class TflmEngine:
+    """Runs one inference on bytes handed over by the core's engine callback."""
+
+    def __init__(self, model: bytes, arena_size: int) -> None:
+        from tflite_micro.python.tflite_micro import runtime
+
+        self._model = model
+        self.arena_size = max(HOST_ARENA_MIN, HOST_ARENA_FACTOR * arena_size)
+        try:
+            self._interp = runtime.Interpreter.from_bytes(model, arena_size=self.arena_size)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(
+                f"TFLM cannot load the generated model: {str(exc).strip().splitlines()[0]}"
+            ) from None
+        detail = self._interp.get_input_details(0)
+        self._shape = tuple(int(d) for d in detail["shape"])
+        self.input_bytes = int(np.prod(self._shape))
+        # The pybind object directly: the Python wrappers only re-check arguments per call.
+        self._raw = self._interp._interpreter
+        self._ptrs: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._in_view = np.zeros(self._shape, dtype=np.int8)
+        self._out_view = np.zeros(0, dtype=np.int8)
+
+    def arena_used(self) -> int:
+        """Bytes the runtime's recording allocator used (x86-64 layout), 0 if unknown."""
+        from convert.arena_probe import probe
+
+        try:
+            return probe(self._model, self.arena_size)
+        except RuntimeError:
+            return 0
+
+    def _views(self, in_ptr: int, in_len: int, out_ptr: int, out_len: int) -> None:
+        """numpy views on the core's static buffers; rebuilt only if the core hands other ones."""
+        self._in_view = np.frombuffer((ctypes.c_int8 * in_len).from_address(in_ptr), dtype=np.int8).reshape(
+            self._shape
+        )
+        self._out_view = np.frombuffer((ctypes.c_int8 * out_len).from_address(out_ptr), dtype=np.int8)
+        self._ptrs = (in_ptr, in_len, out_ptr, out_len)
+
+    def invoke(self, in_ptr: int, in_len: int, out_ptr: int, out_len: int) -> int:
+        """The core's engine callback: 0 on success, like TFLM's ``kTfLiteOk``.
+
+        Runs per sample on the virtual board's hot path, so it reads and writes the core's
+        buffers in place instead of copying them through Python bytes.
+        """
+        if in_len != self.input_bytes:
+            return 1
+        if (in_ptr, in_len, out_ptr, out_len) != self._ptrs:
+            self._views(in_ptr, in_len, out_ptr, out_len)
+        try:
+            self._raw.SetInputTensor(self._in_view, 0)
+            self._raw.Invoke()
+            out = self._raw.GetOutputTensor(0)
+        except RuntimeError:
+            return 1
+        if out.size != out_len:
+            return 1
+        self._out_view[:] = out.reshape(-1)
+        return 0
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    bandwidth: float | None = None  # bytes per second, each direction; None = unlimited
+    latency_ms: float = 0.0  # one way
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.bandwidth) or self.latency_ms > 0
+
+
+def _after_delimiters(data: bytes, count: int) -> int:
+    """Offset just past the ``count``-th 0x00 in ``data``."""
+    pos = -1
+    for _ in range(count):
+        pos = data.index(0, pos + 1)
+    return pos + 1
+
+
+class BoardLoop:
+    """Moves bytes between a pty master and the core; injects the configured faults.
+
+    ``feed`` and ``reset`` are the core's; replies arrive through ``on_reply`` (the core's
+    write callback), which only appends to a list so the C++ side returns at once.
+    """
+
+    def __init__(
+        self,
+        feed: Callable[[bytes], None],
+        reset: Callable[[], None],
+        link: LinkConfig | None = None,
+        faults: FaultConfig | None = None,
+    ) -> None:
+        link = link or LinkConfig()
+        faults = faults or FaultConfig()
+        self._feed = feed
+        self._reset = reset
+        self._faults = faults
+        self._replies: list[bytes] = []
+        rng = np.random.default_rng(faults.seed)
+        self._to_device = Corrupter(faults, rng) if faults.corrupts else None
+        self._to_host = Corrupter(faults, rng) if faults.corrupts else None
+        latency = link.latency_ms / 1000.0
+        self._in_line = DelayLine(link.bandwidth, latency) if link.simulated else None
+        self._out_line = DelayLine(link.bandwidth, latency) if link.simulated else None
+        self.frames_in = 0
+        self.resets = 0
+        self.stalls = 0
+
+    def on_reply(self, data: bytes) -> None:
+        self._replies.append(data)
+
+    def _deliver(self, data: bytes) -> None:
+        if self._to_device is not None:
+            data = self._to_device.apply(data)
+        f = self._faults
+        if not (f.reset_after or f.stall_after):
+            self._feed(data)
+            return
+        # Split at the frame that triggers a reset or stall, so it happens between frames.
+        while data:
+            ends = data.count(0)
+            events = [
+                n for n in (f.reset_after, f.stall_after) if n and self.frames_in < n <= self.frames_in + ends
+            ]
+            if not events:
+                self.frames_in += ends
+                self._feed(data)
+                return
+            cut = _after_delimiters(data, min(events) - self.frames_in)
+            self.frames_in = min(events)
+            if self.frames_in == f.reset_after:
+                # A real power cycle hits mid-frame: feed part of the next frame, which is then lost.
+                part = data[cut : cut + RESET_INTO_FRAME_BYTES]
+                cut += part.find(0) if 0 in part else len(part)
+            self._feed(data[:cut])
+            if self.frames_in == f.reset_after:
+                self.resets += 1
+                self._reset()
+            if self.frames_in == f.stall_after:
+                self.stalls += 1
+                time.sleep(f.stall_ms / 1000.0)
+            data = data[cut:]
+
+    def serve(self, fd: int, stop: Callable[[], bool]) -> None:
+        os.set_blocking(fd, False)
+        out = bytearray()
+        in_line, out_line = self._in_line, self._out_line
+        while not stop():
+            timeout = POLL_S
+            for line in (in_line, out_line):
+                due = line.next_due() if line is not None else None
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - time.monotonic()))
+            readable, _, _ = select.select([fd], [fd] if out else [], [], timeout)
+            if readable:
+                try:
+                    data = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    data = b""
+                except OSError:  # EIO: no client has the port open right now
+                    data = b""
+                    time.sleep(POLL_S)
+                if data:
+                    if in_line is not None:
+                        in_line.push(data, time.monotonic())
+                    else:
+                        self._deliver(data)
+            if in_line is not None and (due_in := in_line.pop_due(time.monotonic())):
+                self._deliver(due_in)
+            if self._replies:
+                reply = b"".join(self._replies)
+                self._replies.clear()
+                if self._to_host is not None:
+                    reply = self._to_host.apply(reply)
+                if out_line is not None:
+                    out_line.push(reply, time.monotonic())
+                else:
+                    out += reply
+            if out_line is not None:
+                out += out_line.pop_due(time.monotonic())
+            if out:
+                with contextlib.suppress(BlockingIOError):
+                    del out[: os.write(fd, out)]
+
+
+def open_pty() -> tuple[int, int, str]:
+    """A raw pty: (master fd, slave fd, slave path).
+
+    The caller keeps the slave fd open for the board's lifetime: otherwise the master sees
+    EIO whenever the client closes the port, and bytes written meanwhile are lost.
+    """
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+def generated_dir_for(run: Path, generated: Path | None) -> Path | None:
+    """--generated, else the directory convert wrote for this run, else hostlib's default."""
+    if generated is not None:
+        return generated
+    report = run / runfolder.CONVERT_REPORT_JSON
+    if report.is_file():
+        try:
+            value = json.loads(report.read_text(encoding="utf-8")).get("generated_dir")
+        except ValueError:
+            value = None
+        if value:
+            path = Path(value)
+            return path if path.is_absolute() or path.exists() else hostlib.REPO_ROOT / path
+    return None
+
+
+def start_core(generated: Path | None) -> tuple[hostlib.HostCore, TflmEngine]:
+    """Build/load the core for the generated model and wire the TFLM engine into it."""
+    core = hostlib.HostCore.load(generated)
+    engine = TflmEngine(core.model_data(), core.arena_size)
+    if engine.input_bytes != core.input_bytes:
+        raise ModelError(
+            f"generated settings say {core.input_bytes} input bytes, the model data has "
+            f"{engine.input_bytes}: re-run `python -m convert`"
+        )
+    return core, engine
+
+
+def serve(
+    run: Path, generated: Path | None, link: LinkConfig, faults: FaultConfig, announce: Callable[[str], None]
+) -> BoardLoop:
+    """Run a virtual board until SIGINT or SIGTERM; ``announce`` gets the pty path first."""
+    core, engine = start_core(generated_dir_for(run, generated))
+    loop = BoardLoop(core.feed, core.reset, link, faults)
+    core.init_model(engine.invoke, loop.on_reply, arena_used=engine.arena_used())
+    stopping = False
+
+    def stop_handler(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    master, slave, path = open_pty()
+    try:
+        announce(path)
+        loop.serve(master, lambda: stopping)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        os.close(master)
+        os.close(slave)
+    return loop

@@ -1,0 +1,253 @@
+"""Session rules of docs/protocol.md section 6, against a scripted device with a fake clock.
+
+The device here is a few lines of Python that answers in order like the firmware; each test
+makes it lose or damage one specific thing, so every retransmission rule is hit exactly.
+(The C++ core over a real pty is covered in test_host_virtual.py.)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from common.errors import DeviceError
+from common.quant import IoSpec, TensorSpec
+from host_tools import timing
+from host_tools.framing import SEQ_UNKNOWN, StreamDecoder, build_frame, parse_frame
+from host_tools.messages import Code, MsgType
+from host_tools.session import ExpectedModel, Session
+
+HASH = "0123456789abcdef"
+IN_BYTES, OUT_BYTES = 6, 3
+IO = IoSpec(
+    input=TensorSpec("in", (1, IN_BYTES), "int8", 0.5, -1),
+    output=TensorSpec("out", (1, OUT_BYTES), "int8", 0.25, 2),
+)
+EXPECTED = ExpectedModel(path=Path("model_int8.tflite"), model_hash=HASH, io=IO)
+
+
+def info_payload(model_hash: str = HASH, window: int = 4) -> bytes:
+    return (
+        struct.pack(
+            "<B3BBBHIII8sBB4HBB4HfifiI",
+            1,
+            0,
+            1,
+            0,
+            window,
+            0,
+            64,
+            0,
+            4096,
+            1000,
+            bytes.fromhex(model_hash),
+            1,
+            2,
+            1,
+            IN_BYTES,
+            0,
+            0,
+            1,
+            2,
+            1,
+            OUT_BYTES,
+            0,
+            0,
+            0.5,
+            -1,
+            0.25,
+            2,
+            1234,
+        )
+        + b"\x04fake\x00"
+    )
+
+
+def outputs_for(payload: bytes) -> bytes:
+    return bytes((sum(payload) + j) & 0xFF for j in range(OUT_BYTES))
+
+
+@dataclass
+class FakeDevice:
+    """Answers frames in order; ``lose``/``damage`` name INFER seqs whose first copy goes wrong.
+
+    The handshake takes seq 0, so sample i travels with seq i + 1.
+    """
+
+    model_hash: str = HASH
+    lose: set[int] = field(default_factory=set)
+    damage: set[int] = field(default_factory=set)
+    duplicate_results: bool = False
+    silent_after: int | None = None  # infers answered before the device goes quiet until HELLO
+    error_code: int | None = None
+    infers_run: int = 0
+    hellos: int = 0
+    out: bytearray = field(default_factory=bytearray)
+    decoder: StreamDecoder = field(default_factory=StreamDecoder)
+
+    def receive(self, data: bytes) -> None:
+        for encoded in self.decoder.feed(data):
+            frame = parse_frame(encoded)
+            if frame.msg_type == MsgType.HELLO:
+                self.hellos += 1
+                if self.hellos > 1:  # a new handshake wakes a device that went quiet
+                    self.silent_after = None
+                self.out += build_frame(MsgType.INFO, frame.seq, info_payload(self.model_hash))
+                continue
+            seq = frame.seq
+            if seq in self.lose:
+                self.lose.discard(seq)
+                continue
+            if seq in self.damage:
+                self.damage.discard(seq)
+                self.out += build_frame(MsgType.NACK, SEQ_UNKNOWN, bytes([Code.BAD_CRC]))
+                continue
+            if self.silent_after is not None and self.infers_run >= self.silent_after:
+                continue
+            if self.error_code is not None:
+                self.out += build_frame(MsgType.ERROR, seq, bytes([self.error_code]) + b"nope")
+                continue
+            self.infers_run += 1
+            reply = build_frame(
+                MsgType.RESULT, seq, struct.pack("<BII", 0, 5, 0) + outputs_for(frame.payload)
+            )
+            self.out += reply * (2 if self.duplicate_results else 1)
+
+
+class FakeLink:
+    """The device on the other end of a wire; time passes only while the host waits."""
+
+    port = "/dev/fake"
+
+    def __init__(self, device: FakeDevice) -> None:
+        self.device = device
+        self.now = 0.0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def write(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        self.device.receive(data)
+
+    def read(self, timeout: float) -> bytes:
+        if not self.device.out:
+            self.now += max(timeout, 0.001)  # a real clock always moves on
+            return b""
+        data, self.device.out[:] = bytes(self.device.out), b""
+        self.bytes_received += len(data)
+        return data
+
+
+def run_session(device: FakeDevice, n: int = 20) -> tuple[dict[int, bytes], Session, FakeLink]:
+    link = FakeLink(device)
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    items = [(i, bytes([i, 1, 2, 3, 4, 5])) for i in range(n)]
+    results: dict[int, bytes] = {}
+    for index, result in session.stream(items):
+        assert index not in results, "an index was yielded twice"
+        results[index] = result.output
+    assert results == {i: outputs_for(p) for i, p in items}
+    return results, session, link
+
+
+def test_clean_run_needs_no_recovery() -> None:
+    _, session, _ = run_session(FakeDevice())
+    assert session.stats.retransmissions == 0 and session.stats.handshakes == 1
+
+
+def test_lost_request_is_resent_when_a_later_result_arrives() -> None:
+    device = FakeDevice(lose={3})
+    _, session, link = run_session(device)
+    assert session.stats.retransmissions == 1 and session.stats.timeouts == 0
+    assert device.infers_run == 20  # the lost one ran once, nothing ran twice
+    assert link.now < timing.REPLY_TIMEOUT_BASE_S  # recovered without waiting for a timeout
+
+
+def test_nack_resends_the_oldest_unanswered() -> None:
+    _, session, _ = run_session(FakeDevice(damage={5}))
+    assert session.stats.nacks == 1 and session.stats.retransmissions >= 1
+
+
+def test_lost_last_request_is_resent_after_the_reply_timeout() -> None:
+    _, session, link = run_session(FakeDevice(lose={20}))
+    assert session.stats.timeouts == 1 and session.stats.retransmissions == 1
+    assert link.now >= timing.REPLY_TIMEOUT_BASE_S
+
+
+def test_duplicate_results_count_once() -> None:
+    _, session, _ = run_session(FakeDevice(duplicate_results=True))
+    assert session.stats.duplicates == 20
+
+
+def test_device_that_goes_quiet_gets_a_new_handshake() -> None:
+    device = FakeDevice(silent_after=7)
+    _, session, _ = run_session(device)
+    assert device.hellos == 2 and session.stats.handshakes == 2
+    assert session.stats.timeouts == timing.MAX_RETRIES + 1
+
+
+def test_silent_device_fails_in_bounded_time() -> None:
+    device = FakeDevice(silent_after=0)
+    device.receive = lambda data: None  # type: ignore[method-assign]
+    link = FakeLink(device)
+    with pytest.raises(DeviceError, match="no answer from /dev/fake after 3 handshakes"):
+        Session(link, EXPECTED, clock=link.clock).handshake()  # type: ignore[arg-type]
+    assert link.now <= timing.HELLO_ATTEMPTS * timing.HELLO_TIMEOUT_S + 0.1
+
+
+def test_wrong_model_names_the_file_to_flash() -> None:
+    link = FakeLink(FakeDevice(model_hash="fedcba9876543210"))
+    with pytest.raises(DeviceError) as err:
+        Session(link, EXPECTED, clock=link.clock).handshake()  # type: ignore[arg-type]
+    text = str(err.value)
+    assert "device runs model fedcba9876543210, run folder has 0123456789abcdef" in text
+    assert "model_int8.tflite" in text and "make flash" in text
+
+
+def test_fatal_error_reply_stops_with_its_name() -> None:
+    with pytest.raises(DeviceError, match="BAD_PAYLOAD: nope"):
+        run_session(FakeDevice(error_code=Code.BAD_PAYLOAD))
+
+
+def test_sequence_numbers_wrap_without_using_ffff() -> None:
+    device = FakeDevice()
+    link = FakeLink(device)
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    session._seq = 0xFFFD  # start just below the wrap
+    seen = []
+    original = device.receive
+
+    def spy(data: bytes) -> None:
+        seen.extend(parse_frame(f).seq for f in StreamDecoder().feed(data))
+        original(data)
+
+    device.receive = spy  # type: ignore[method-assign]
+    outs = dict(session.stream([(i, bytes(IN_BYTES)) for i in range(6)]))
+    assert len(outs) == 6
+    assert SEQ_UNKNOWN not in seen and 0 in seen
+
+
+def test_device_of_another_protocol_version_is_named() -> None:
+    device = FakeDevice()
+    link = FakeLink(device)
+    device.receive = lambda data: device.out.extend(build_frame(MsgType.INFO, 0, info_payload(), version=2))  # type: ignore[method-assign]
+    with pytest.raises(DeviceError, match="protocol version 2, this host speaks 1"):
+        Session(link, EXPECTED, clock=link.clock).handshake()  # type: ignore[arg-type]
+
+
+def test_garbage_instead_of_replies_still_times_out() -> None:
+    """A device that only babbles (no valid frame) must not keep the host waiting forever."""
+    device = FakeDevice()
+    link = FakeLink(device)
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    session.handshake()
+    device.receive = lambda data: device.out.extend(b"\x07garbage\x00")  # type: ignore[method-assign]
+    with pytest.raises(DeviceError, match="no answer"):
+        list(session.stream([(0, bytes(IN_BYTES))]))
+    assert session.stats.resyncs > 0 and session.stats.timeouts >= timing.MAX_RETRIES
