@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from core_harness import REPO, SHIPPED_GENERATED_DIR, load_core_size_bench, write_fake_generated
-from core_reference import INFER, INFO_PAYLOAD_MAX, RefDevice, Tensor, frame
+from core_reference import INFER, INFO_PAYLOAD_MAX, WINDOW, RefDevice, Tensor, frame
 from core_reference import Info as RefInfo
 
 core_size = load_core_size_bench()
@@ -84,7 +84,7 @@ def test_protocol_constants_match_the_document() -> None:
     doc = (REPO / "docs" / "protocol.md").read_text()
     assert f"and {INFO_PAYLOAD_MAX}, the largest" in doc  # max_payload rule names the INFO size
     header = (CORE_DIR / "protocol.h").read_text()
-    for name, value in (("kWindow", 8), ("kBoardNameMax", 32), ("kStartupMessageMax", 64),
+    for name, value in (("kWindow", WINDOW), ("kBoardNameMax", 32), ("kStartupMessageMax", 64),
                         ("kErrorMessageMax", 48), ("kInfoFixedBytes", 70)):
         assert re.search(rf"\b{name} = {value};", header), name
 
@@ -112,7 +112,7 @@ def test_core_size_benchmark_is_within_budget(generated_dir: Path, tmp_path: Pat
     n_in, n_out = result["model_input_bytes"], result["model_output_bytes"]
     buffers = result["frame_buffers"]
     assert buffers["rx"] == 9 + max(n_in, INFO_PAYLOAD_MAX)  # docs/protocol.md: 9 + max_payload
-    assert buffers["result_cache"] == 8 * n_out
+    assert buffers["result_cache"] == WINDOW * n_out
     raw_reply = 9 + max(INFO_PAYLOAD_MAX, 9 + n_out)
     assert raw_reply + raw_reply // 254 + 2 <= buffers["tx"] <= 2 * raw_reply
 

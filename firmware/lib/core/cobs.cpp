@@ -1,5 +1,7 @@
 #include "cobs.h"
 
+#include <string.h>
+
 namespace core {
 
 size_t CobsEncode(const uint8_t* src, size_t len, uint8_t* dst, size_t dst_cap) {
@@ -73,6 +75,34 @@ CobsDecoder::Event CobsDecoder::Feed(uint8_t byte) {
     Append(byte);
     --remaining_;
   }
+  return kNone;
+}
+
+CobsDecoder::Event CobsDecoder::FeedSome(const uint8_t* data, size_t len, size_t* consumed) {
+  size_t i = 0;
+  while (i < len) {
+    if (remaining_ != 0 && started_ && !overflow_) {
+      // Inside a block: every byte up to the block's end is data unless a 0x00 (delimiter)
+      // cuts it short, which Feed() below then reports.
+      size_t run = remaining_ < len - i ? remaining_ : len - i;
+      const void* zero = memchr(data + i, 0, run);
+      if (zero != nullptr) run = static_cast<size_t>(static_cast<const uint8_t*>(zero) - (data + i));
+      if (run > cap_ - len_) run = cap_ - len_;  // the rest goes through Feed(), which flags overflow
+      if (run != 0) {
+        memcpy(buf_ + len_, data + i, run);
+        len_ += run;
+        remaining_ = static_cast<uint8_t>(remaining_ - run);
+        i += run;
+        continue;
+      }
+    }
+    const Event event = Feed(data[i++]);
+    if (event != kNone) {
+      *consumed = i;
+      return event;
+    }
+  }
+  *consumed = i;
   return kNone;
 }
 

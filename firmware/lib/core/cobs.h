@@ -31,6 +31,11 @@ class CobsDecoder {
   void set_capacity(size_t capacity) { cap_ = capacity; }
 
   Event Feed(uint8_t byte);
+  // Feeds bytes from `data` until one of them ends a frame (or all `len` are used) and
+  // returns that event, with `*consumed` set to the bytes used. Same result as calling
+  // Feed() byte by byte, but copies the data bytes of a block with memcpy: a 784-byte
+  // frame costs a few block copies instead of 790 calls.
+  Event FeedSome(const uint8_t* data, size_t len, size_t* consumed);
   void Reset();
 
   const uint8_t* data() const { return buf_; }

@@ -66,8 +66,9 @@ void Dispatcher::Poll() {
 
 void Dispatcher::Feed(const uint8_t* data, size_t len) {
   if (!ok_ || data == nullptr) return;
-  for (size_t i = 0; i < len; ++i) {
-    switch (decoder_.Feed(data[i])) {
+  size_t used = 0;
+  for (size_t i = 0; i < len; i += used) {
+    switch (decoder_.FeedSome(data + i, len - i, &used)) {
       case CobsDecoder::kNone:
         break;
       case CobsDecoder::kFrame:

@@ -44,7 +44,7 @@ constexpr uint32_t kFrameOverhead = kHeaderBytes + kCrcBytes;
 constexpr uint32_t kMaxPayloadField = 0xFFFF;  // `len` is a u16
 
 // Requests in flight the host may have; also the depth of the result cache.
-constexpr uint32_t kWindow = 8;
+constexpr uint32_t kWindow = 32;
 
 constexpr uint32_t kBoardNameMax = 32;
 constexpr uint32_t kStartupMessageMax = 64;
