@@ -212,8 +212,14 @@ def test_faults_do_not_change_results(run_copy: Path, start_board, faults: tuple
     assert indices == list(range(len(reference)))
     np.testing.assert_array_equal(outputs, reference)
     summary = json.loads((run_copy / "device_eval.json").read_text())["summary"]
-    # The faults really happened: the host had to recover.
-    assert summary["retransmissions"] + summary["resyncs"] + summary["timeouts"] > 0, summary
+    if "--stall-ms" in faults:
+        # A stalled device stops reading, so USB-like flow control holds the host's writes
+        # (no loss, nothing to resend): the stall shows as time, not as retransmissions.
+        stall_s = float(faults[faults.index("--stall-ms") + 1]) / 1000
+        assert summary["wall_time_s"] >= stall_s, summary
+    else:
+        # The faults really happened: the host had to recover.
+        assert summary["retransmissions"] + summary["resyncs"] + summary["timeouts"] > 0, summary
 
 
 def test_virtual_board_stops_cleanly_on_sigint(host_run: Path, start_board) -> None:
@@ -222,3 +228,19 @@ def test_virtual_board_stops_cleanly_on_sigint(host_run: Path, start_board) -> N
     board.proc.send_signal(signal.SIGINT)
     assert board.proc.wait(timeout=10) == 0
     assert "Traceback" not in board.stderr()
+
+
+def test_stall_with_a_small_window_times_out_and_recovers(run_copy: Path, start_board) -> None:
+    # With two requests in flight the pty buffer never fills, so the host is not held in a
+    # write: it must notice the silence (reply timeout), resend, and still lose nothing.
+    board = start_board(run_copy, "--stall-after", "100", "--stall-ms", "1500")
+    _evaluate(run_copy, board.port, "--window", "2", "--limit", "200")
+    indices, outputs = _device_outputs(run_copy)
+    assert indices == list(range(200))
+    np.testing.assert_array_equal(outputs, _tflm_reference(run_copy)[:200])
+    summary = json.loads((run_copy / "device_eval.json").read_text())["summary"]
+    counters = {k: summary[k] for k in ("timeouts", "retransmissions", "duplicates", "wall_time_s")}
+    assert summary["timeouts"] >= 1 and summary["retransmissions"] >= 1, counters
+    # The originals were answered after the stall too: the answers to the resent copies were
+    # recognised as duplicates and not recorded twice.
+    assert summary["duplicates"] >= 1, counters
