@@ -11,17 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common.atomic import atomic_path
+from train.plots import save_figure
 
 THUMBS_PER_ROW = 10
-
-
-def _save(fig: plt.Figure, path: Path) -> None:
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
 
 
 def plot_accuracy(titles: Sequence[str], accuracies: Sequence[float], path: Path) -> None:
@@ -42,7 +34,7 @@ def plot_accuracy(titles: Sequence[str], accuracies: Sequence[float], path: Path
         )
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_thumbnails(
@@ -75,4 +67,4 @@ def plot_thumbnails(
         )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -39,7 +39,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: Path, best_epoch:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray | Sequence[Sequence[int]], labels: Sequence[str], path: Path,
@@ -64,10 +64,11 @@ def plot_confusion(matrix: np.ndarray | Sequence[Sequence[int]], labels: Sequenc
                 ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
                         color="white" if cm[i, j] > threshold else "black")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically and free it (figures are never shown, only saved)."""
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=100, format="png")
