@@ -123,6 +123,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="freeze once after N frames, for --stall-ms",
     )
     faults.add_argument("--stall-ms", type=float, default=0.0, metavar="MS")
+    faults.add_argument(
+        "--invoke-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="simulate a slower board: every Invoke() takes at least MS",
+    )
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault generator")
 
     info = sub.add_parser(
@@ -206,6 +213,8 @@ def _cmd_virtual_board(args: argparse.Namespace) -> int:
         latency = args.latency_ms
     if args.stall_ms < 0:
         raise UsageError("--stall-ms must be 0 or more")
+    if args.invoke_ms < 0:
+        raise UsageError("--invoke-ms must be 0 or more")
     faults = FaultConfig(
         flip_rate=args.flip_rate,
         drop_rate=args.drop_rate,
@@ -220,7 +229,7 @@ def _cmd_virtual_board(args: argparse.Namespace) -> int:
         print(path, flush=True)
         print(f"virtual board serving on {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
-    serve(args.run, args.generated, LinkConfig(bandwidth, latency), faults, announce)
+    serve(args.run, args.generated, LinkConfig(bandwidth, latency), faults, announce, args.invoke_ms / 1000)
     return 0
 
 

@@ -26,10 +26,20 @@ CONVERT_CMD = "python -m convert"
 TRAIN_CMD = "python -m train"
 
 
+def _invoke_estimate_s(run: Path) -> float:
+    """convert's reference-kernel latency estimate (the slower kind), 0 when unknown."""
+    try:
+        report = json.loads((run / runfolder.CONVERT_REPORT_JSON).read_text(encoding="utf-8"))
+        return float(report["latency_estimate"]["reference_us"]) / 1e6
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def load_expected(run: Path) -> ExpectedModel:
     path = runfolder.require(run, runfolder.MODEL_TFLITE, CONVERT_CMD)
     data = path.read_bytes()
-    return ExpectedModel(path=path, model_hash=model_hash(data), io=read_io_spec(data))
+    return ExpectedModel(path=path, model_hash=model_hash(data), io=read_io_spec(data),
+                         invoke_estimate_s=_invoke_estimate_s(run))
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,8 @@ def evaluate(
     session = Session(link, expected, **({"flash_hint": flash_hint} if flash_hint else {}))
     info = session.handshake()
     virtual = virtual or info.board == "virtual"
+    if state.header is not None:
+        _check_same_device(journal_path, state.header, info.board, virtual)
     log(
         f"device: {info.board} firmware {info.firmware} on {port_label}"
         f"{' (virtual board)' if virtual else ''}, model {info.model_hash} matches {expected.path.name}"
@@ -236,6 +248,18 @@ def _check_journal(path: Path, header: dict[str, Any], expected: ExpectedModel, 
         )
     if header.get("test_set") != data.digest:
         raise DataError(f"{path} holds results for another test split: pass --restart to discard them")
+
+
+def _check_same_device(path: Path, header: dict[str, Any], board: str, virtual: bool) -> None:
+    """One journal, one device: results of a board and of the virtual board are not one column."""
+    was_board = header.get("device", {}).get("board")
+    was_virtual = bool(header.get("virtual"))
+    if was_board != board or was_virtual != virtual:
+        kind = {True: "virtual board", False: "board"}
+        raise DataError(
+            f"{path} was started on {kind[was_virtual]} '{was_board}', this is {kind[virtual]} "
+            f"'{board}': pass --restart to discard those results"
+        )
 
 
 def _summary(

@@ -49,6 +49,9 @@ class ExpectedModel:
     path: Path
     model_hash: str
     io: IoSpec
+    # Estimated Invoke() time on the device (convert's reference-kernel estimate), so a slow
+    # model's first replies are not mistaken for losses before any invoke time is measured.
+    invoke_estimate_s: float = 0.0
 
 
 @dataclass
@@ -122,6 +125,7 @@ class _Pending:
     index: int
     frame: bytes
     stamp: int  # send order of the last transmission
+    first_stamp: int  # send order of the first transmission
     retries: int = 0
 
 
@@ -153,6 +157,11 @@ class Session:
         self._seq = 0
         self._stream: _Stream | None = None
         self._stamp = 0
+        # Longest Invoke() the device has reported: replies may be that far apart.
+        self._invoke_max_s = 0.0
+        # New handshakes since the last accepted RESULT (a long run may meet many glitches;
+        # only a device that never recovers in between is given up on).
+        self._rehandshakes = 0
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -193,7 +202,7 @@ class Session:
             seq = self._next_seq()
             # The leading 0x00 flushes whatever partial frame the device holds.
             self.link.write(DELIMITER + encode_hello(seq))
-            deadline = self._clock() + timing.HELLO_TIMEOUT_S
+            deadline = self._clock() + timing.HELLO_TIMEOUT_S + self._queued_work_s()
             while (left := deadline - self._clock()) > 0:
                 for encoded in self._frames(min(left, timing.READ_SLICE_S)):
                     reply = self._decode(encoded)
@@ -219,6 +228,27 @@ class Session:
             check_info(info, self.expected, self.flash_hint)
         return info
 
+    # -- timing ------------------------------------------------------------------------------
+
+    def _invoke_s(self) -> float:
+        expected = self.expected.invoke_estimate_s if self.expected is not None else 0.0
+        return max(expected, self._invoke_max_s)
+
+    def _queued_work_s(self) -> float:
+        """Time the device may still spend on requests queued before a new HELLO."""
+        window = self.info.window if self.info is not None else 1
+        return window * timing.INVOKE_TIMEOUT_FACTOR * self._invoke_s()
+
+    def _reply_timeout(self, info: Info) -> float:
+        """Longest silence between replies before requests count as lost (protocol.md section 7)."""
+        transfer = timing.reply_timeout(wire_size(info.max_payload))
+        return transfer + timing.INVOKE_TIMEOUT_FACTOR * self._invoke_s()
+
+    def _limit(self, window: int | None) -> int:
+        # Read on every round: a new handshake may have met a reflashed device with another window.
+        assert self.info is not None
+        return self.info.window if window is None else max(1, min(window, self.info.window))
+
     # -- streaming ---------------------------------------------------------------------------
 
     def stream(
@@ -232,16 +262,15 @@ class Session:
         order may differ. Each index is yielded exactly once.
         """
         info = self.info or self.handshake()
-        limit = info.window if window is None else max(1, min(window, info.window))
         out_bytes = int(np.prod(info.output_shape))
         source = iter(items)
         state = self._stream = _Stream()
         inflight = state.inflight
         exhausted = False
-        timeout = timing.reply_timeout(wire_size(info.max_payload))
         last_progress = self._clock()
         try:
             while True:
+                limit = self._limit(window)
                 if not exhausted and len(inflight) < limit:
                     batch: list[bytes] = []
                     while len(inflight) < limit:
@@ -252,7 +281,7 @@ class Session:
                         seq = self._next_seq()
                         frame = encode_infer(seq, item[1])
                         self._stamp += 1
-                        inflight[seq] = _Pending(item[0], frame, self._stamp)
+                        inflight[seq] = _Pending(item[0], frame, self._stamp, self._stamp)
                         batch.append(frame)
                     if batch:
                         self.link.write(b"".join(batch))
@@ -261,6 +290,7 @@ class Session:
                     return
                 replies: list[Info | Result | Nack | ErrorReply | None] = list(state.early)
                 state.early.clear()
+                timeout = self._reply_timeout(self.info or info)
                 wait = last_progress + timeout - self._clock()
                 if not replies:
                     replies = [
@@ -282,6 +312,8 @@ class Session:
                             )
                         if reply.replayed:
                             self.stats.replayed += 1
+                        self._rehandshakes = 0
+                        self._invoke_max_s = max(self._invoke_max_s, reply.invoke_us / 1e6)
                         self._resend_older(inflight, pending)
                         yield pending.index, reply
                     elif isinstance(reply, Nack) or (
@@ -301,13 +333,17 @@ class Session:
             self._stream = None
 
     def _resend_older(self, inflight: OrderedDict[int, _Pending], answered: _Pending) -> None:
-        """Rule 2: the device answers in order, so requests sent before an answered one are lost.
+        """Rule 2: the device answers in order, so requests whose latest copy went out before
+        the answered request's first copy were lost.
 
-        ``inflight`` is ordered by last send, so those are the leading entries.
+        The RESULT may answer any copy of ``answered``, so only its first send is a safe
+        boundary: comparing with its latest send would declare every request sent between
+        its copies lost and resend the whole window after each NACK. ``inflight`` is ordered
+        by last send, so the lost ones are the leading entries.
         """
         older = []
         for seq, pending in inflight.items():
-            if pending.stamp > answered.stamp:
+            if pending.stamp >= answered.first_stamp:
                 break
             older.append(seq)
         if older:
@@ -335,7 +371,8 @@ class Session:
         self._resend(inflight, list(inflight))
 
     def _rehandshake(self, inflight: OrderedDict[int, _Pending]) -> None:
-        if self.stats.handshakes > timing.MAX_REHANDSHAKES:
+        self._rehandshakes += 1
+        if self._rehandshakes > timing.MAX_REHANDSHAKES:
             raise DeviceError(
                 f"device on {self.link.port} keeps losing requests after "
                 f"{timing.MAX_REHANDSHAKES} new handshakes: check the cable and reset the board"

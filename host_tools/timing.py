@@ -15,8 +15,12 @@ REPLY_TIMEOUT_BASE_S = 0.5
 REPLY_TIMEOUT_BYTES_PER_S = 10_000.0
 # Resends of one request before the host suspects a reset device and handshakes again.
 MAX_RETRIES = 5
-# New handshakes within one evaluation before giving up: a device that keeps resetting is broken.
+# New handshakes in a row without a single RESULT in between before giving up: a device that
+# keeps resetting is broken (rare glitches over a long run are each recovered).
 MAX_REHANDSHAKES = 5
+# Reply gaps and handshakes also allow this many times the longest Invoke() seen (or
+# convert's estimate before the first result): a slow model is not a lost request.
+INVOKE_TIMEOUT_FACTOR = 2.0
 # Opening a port: a board that just re-enumerated may refuse for a moment.
 PORT_OPEN_TIMEOUT_S = 2.0
 # Longest single blocking read: short enough to notice Ctrl-C and deadlines promptly.

@@ -42,10 +42,12 @@ RESET_INTO_FRAME_BYTES = 100
 class TflmEngine:
     """Runs one inference on bytes handed over by the core's engine callback."""
 
-    def __init__(self, model: bytes, arena_size: int) -> None:
+    def __init__(self, model: bytes, arena_size: int, min_invoke_s: float = 0.0) -> None:
         from tflite_micro.python.tflite_micro import runtime
 
         self._model = model
+        # Simulates a slower board: every Invoke() takes at least this long.
+        self._min_invoke_s = min_invoke_s
         self.arena_size = max(HOST_ARENA_MIN, HOST_ARENA_FACTOR * arena_size)
         try:
             self._interp = runtime.Interpreter.from_bytes(model, arena_size=self.arena_size)
@@ -89,12 +91,15 @@ class TflmEngine:
             return 1
         if (in_ptr, in_len, out_ptr, out_len) != self._ptrs:
             self._views(in_ptr, in_len, out_ptr, out_len)
+        started = time.monotonic() if self._min_invoke_s else 0.0
         try:
             self._raw.SetInputTensor(self._in_view, 0)
             self._raw.Invoke()
             out = self._raw.GetOutputTensor(0)
         except RuntimeError:
             return 1
+        if self._min_invoke_s:
+            time.sleep(max(0.0, started + self._min_invoke_s - time.monotonic()))
         if out.size != out_len:
             return 1
         self._out_view[:] = out.reshape(-1)
@@ -111,12 +116,14 @@ class LinkConfig:
         return bool(self.bandwidth) or self.latency_ms > 0
 
 
-def _after_delimiters(data: bytes, count: int) -> int:
-    """Offset just past the ``count``-th 0x00 in ``data``."""
-    pos = -1
-    for _ in range(count):
-        pos = data.index(0, pos + 1)
-    return pos + 1
+def _frame_ends(data: bytes, previous_was_delimiter: bool) -> np.ndarray:
+    """Offsets just past each 0x00 that ends a frame: a delimiter right after another one (the
+    host's flush before a handshake or a retransmission) ends an empty frame, which the
+    device ignores, so it is not counted."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    zero = raw == 0
+    before = np.concatenate(([previous_was_delimiter], zero[:-1]))
+    return np.flatnonzero(zero & ~before) + 1
 
 
 class BoardLoop:
@@ -146,6 +153,7 @@ class BoardLoop:
         self._in_line = DelayLine(link.bandwidth, latency) if link.simulated else None
         self._out_line = DelayLine(link.bandwidth, latency) if link.simulated else None
         self.frames_in = 0
+        self._last_was_delimiter = True
         self.resets = 0
         self.stalls = 0
 
@@ -161,21 +169,22 @@ class BoardLoop:
             return
         # Split at the frame that triggers a reset or stall, so it happens between frames.
         while data:
-            ends = data.count(0)
-            events = [
-                n for n in (f.reset_after, f.stall_after) if n and self.frames_in < n <= self.frames_in + ends
-            ]
+            ends = _frame_ends(data, self._last_was_delimiter)
+            last = self.frames_in + len(ends)
+            events = [n for n in (f.reset_after, f.stall_after) if n and self.frames_in < n <= last]
             if not events:
-                self.frames_in += ends
+                self.frames_in += len(ends)
+                self._last_was_delimiter = data[-1] == 0
                 self._feed(data)
                 return
-            cut = _after_delimiters(data, min(events) - self.frames_in)
+            cut = int(ends[min(events) - self.frames_in - 1])
             self.frames_in = min(events)
             if self.frames_in == f.reset_after:
                 # A real power cycle hits mid-frame: feed part of the next frame, which is then lost.
                 part = data[cut : cut + RESET_INTO_FRAME_BYTES]
                 cut += part.find(0) if 0 in part else len(part)
             self._feed(data[:cut])
+            self._last_was_delimiter = data[cut - 1] == 0
             if self.frames_in == f.reset_after:
                 self.resets += 1
                 self._reset()
@@ -253,10 +262,10 @@ def generated_dir_for(run: Path, generated: Path | None) -> Path | None:
     return None
 
 
-def start_core(generated: Path | None) -> tuple[hostlib.HostCore, TflmEngine]:
+def start_core(generated: Path | None, min_invoke_s: float = 0.0) -> tuple[hostlib.HostCore, TflmEngine]:
     """Build/load the core for the generated model and wire the TFLM engine into it."""
     core = hostlib.HostCore.load(generated)
-    engine = TflmEngine(core.model_data(), core.arena_size)
+    engine = TflmEngine(core.model_data(), core.arena_size, min_invoke_s)
     if engine.input_bytes != core.input_bytes:
         raise ModelError(
             f"generated settings say {core.input_bytes} input bytes, the model data has "
@@ -266,10 +275,15 @@ def start_core(generated: Path | None) -> tuple[hostlib.HostCore, TflmEngine]:
 
 
 def serve(
-    run: Path, generated: Path | None, link: LinkConfig, faults: FaultConfig, announce: Callable[[str], None]
+    run: Path,
+    generated: Path | None,
+    link: LinkConfig,
+    faults: FaultConfig,
+    announce: Callable[[str], None],
+    min_invoke_s: float = 0.0,
 ) -> BoardLoop:
     """Run a virtual board until SIGINT or SIGTERM; ``announce`` gets the pty path first."""
-    core, engine = start_core(generated_dir_for(run, generated))
+    core, engine = start_core(generated_dir_for(run, generated), min_invoke_s)
     loop = BoardLoop(core.feed, core.reset, link, faults)
     core.init_model(engine.invoke, loop.on_reply, arena_used=engine.arena_used())
     stopping = False
