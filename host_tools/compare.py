@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,14 @@ def _latency_rows(device: dict[str, Any] | None, report: dict[str, Any]) -> list
 
 def compare(run: Path) -> list[Path]:
     """Write report.md, report.html and the figures; return the report paths."""
+    # Matplotlib warns on the console (e.g. tight_layout with very long class names); the
+    # figures are still written and readable, so the warnings are noise here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _compare(run)
+
+
+def _compare(run: Path) -> list[Path]:
     from common.saved_split import read_split
     from train.metrics import classification_summary
 

@@ -154,11 +154,33 @@ class BoardLoop:
         self._out_line = DelayLine(link.bandwidth, latency) if link.simulated else None
         self.frames_in = 0
         self._last_was_delimiter = True
+        self._fd: int | None = None  # the pty while serving
+        self._out = bytearray()  # bytes for the host not yet accepted by the pty
         self.resets = 0
         self.stalls = 0
 
     def on_reply(self, data: bytes) -> None:
         self._replies.append(data)
+        if self._fd is not None:
+            # Send at once, as a board would: the core may still be busy with queued requests.
+            self._send_replies(self._fd)
+
+    def _send_replies(self, fd: int) -> None:
+        """Replies so far -> host-bound corruption -> link delay (if simulated) -> the pty."""
+        if self._replies:
+            reply = b"".join(self._replies)
+            self._replies.clear()
+            if self._to_host is not None:
+                reply = self._to_host.apply(reply)
+            if self._out_line is not None:
+                self._out_line.push(reply, time.monotonic())
+            else:
+                self._out += reply
+        if self._out_line is not None:
+            self._out += self._out_line.pop_due(time.monotonic())
+        if self._out:
+            with contextlib.suppress(BlockingIOError):
+                del self._out[: os.write(fd, self._out)]
 
     def _deliver(self, data: bytes) -> None:
         if self._to_device is not None:
@@ -195,15 +217,15 @@ class BoardLoop:
 
     def serve(self, fd: int, stop: Callable[[], bool]) -> None:
         os.set_blocking(fd, False)
-        out = bytearray()
         in_line, out_line = self._in_line, self._out_line
+        self._fd = fd
         while not stop():
             timeout = POLL_S
             for line in (in_line, out_line):
                 due = line.next_due() if line is not None else None
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - time.monotonic()))
-            readable, _, _ = select.select([fd], [fd] if out else [], [], timeout)
+            readable, _, _ = select.select([fd], [fd] if self._out else [], [], timeout)
             if readable:
                 try:
                     data = os.read(fd, READ_CHUNK)
@@ -219,20 +241,8 @@ class BoardLoop:
                         self._deliver(data)
             if in_line is not None and (due_in := in_line.pop_due(time.monotonic())):
                 self._deliver(due_in)
-            if self._replies:
-                reply = b"".join(self._replies)
-                self._replies.clear()
-                if self._to_host is not None:
-                    reply = self._to_host.apply(reply)
-                if out_line is not None:
-                    out_line.push(reply, time.monotonic())
-                else:
-                    out += reply
-            if out_line is not None:
-                out += out_line.pop_due(time.monotonic())
-            if out:
-                with contextlib.suppress(BlockingIOError):
-                    del out[: os.write(fd, out)]
+            self._send_replies(fd)
+        self._fd = None
 
 
 def open_pty() -> tuple[int, int, str]:

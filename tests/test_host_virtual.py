@@ -244,3 +244,46 @@ def test_stall_with_a_small_window_times_out_and_recovers(run_copy: Path, start_
     # The originals were answered after the stall too: the answers to the resent copies were
     # recognised as duplicates and not recorded twice.
     assert summary["duplicates"] >= 1, counters
+
+
+def test_heavy_corruption_costs_one_resend_per_damaged_frame(run_copy: Path, start_board) -> None:
+    # About 21% of the 798-byte frames are damaged. Each NACK must cost about one resend: a
+    # resend storm (the whole window per NACK) would end in repeated handshakes or give up.
+    board = start_board(run_copy, "--flip-rate", "3e-4", "--seed", "1")
+    _evaluate(run_copy, board.port)
+    indices, outputs = _device_outputs(run_copy)
+    reference = _tflm_reference(run_copy)
+    assert indices == list(range(len(reference)))
+    np.testing.assert_array_equal(outputs, reference)
+    summary = json.loads((run_copy / "device_eval.json").read_text())["summary"]
+    counters = {k: summary[k] for k in ("nacks", "retransmissions", "handshakes", "timeouts")}
+    assert summary["nacks"] >= 50, counters
+    assert summary["retransmissions"] <= 2 * summary["nacks"] + 64, counters
+    assert summary["handshakes"] == 1, counters
+
+
+def test_slow_model_is_waited_for_not_given_up(run_copy: Path, start_board) -> None:
+    # Each Invoke() takes 0.7 s, longer than the transfer part of the reply timeout: the host
+    # must learn the invoke time from the first result and stop resending.
+    board = start_board(run_copy, "--invoke-ms", "700")
+    _evaluate(run_copy, board.port, "--limit", "5")
+    indices, outputs = _device_outputs(run_copy)
+    assert indices == list(range(5))
+    np.testing.assert_array_equal(outputs, _tflm_reference(run_copy)[:5])
+    summary = json.loads((run_copy / "device_eval.json").read_text())["summary"]
+    assert summary["invoke_us"]["min"] >= 700_000
+    assert summary["handshakes"] == 1 and summary["timeouts"] <= 1, summary
+
+
+def test_resume_on_another_device_is_refused(run_copy: Path) -> None:
+    _evaluate(run_copy, "virtual", "--restart", "--limit", "20")
+    journal = run_copy / "device_eval.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["virtual"], header["device"]["board"] = False, "Arduino Nano 33 BLE Sense"
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    proc = run_tool("host_tools", "evaluate", "--port", "virtual", "--run", str(run_copy), "--no-progress",
+                    check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "--restart" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

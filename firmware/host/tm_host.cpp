@@ -41,6 +41,9 @@ void CopyString(char* dst, size_t cap, const char* src) {
   dst[n] = '\0';
 }
 
+// Sends the replies collected so far (defined after the transport below).
+void FlushReplies();
+
 class CallbackEngine final : public core::Engine {
  public:
   void Configure(tm_invoke_fn fn, void* user, uint32_t in, uint32_t out, uint32_t arena_used) {
@@ -52,7 +55,17 @@ class CallbackEngine final : public core::Engine {
   }
   int8_t* input() override { return g_input; }
   size_t input_bytes() const override { return in_; }
-  bool invoke() override { return fn_(user_, g_input, in_, g_output, out_) == 0; }
+  bool invoke() override {
+    // A board sends each reply as soon as it is ready. Replies are batched per tm_feed() to
+    // save callbacks, but when inferences are slow the batch goes out before the next one
+    // starts, or the host would see early answers only after the later ones and think them
+    // lost.
+    if (last_invoke_ >= kSlowInvoke) FlushReplies();
+    const auto start = std::chrono::steady_clock::now();
+    const bool ok = fn_(user_, g_input, in_, g_output, out_) == 0;
+    last_invoke_ = std::chrono::steady_clock::now() - start;
+    return ok;
+  }
   const int8_t* output() const override { return g_output; }
   size_t output_bytes() const override { return out_; }
   size_t arena_used() const override { return arena_used_; }
@@ -63,6 +76,8 @@ class CallbackEngine final : public core::Engine {
   uint32_t in_ = 0;
   uint32_t out_ = 0;
   uint32_t arena_used_ = 0;
+  static constexpr std::chrono::steady_clock::duration kSlowInvoke = std::chrono::milliseconds(1);
+  std::chrono::steady_clock::duration last_invoke_{};
 };
 
 class CallbackClock final : public core::Clock {
@@ -116,6 +131,8 @@ core::DeviceInfo g_info;
 CallbackEngine g_engine;
 CallbackClock g_clock;
 BatchingTransport g_transport;
+
+void FlushReplies() { g_transport.Flush(); }
 // The dispatcher holds references, so a re-init constructs a fresh one in place.
 alignas(core::Dispatcher) unsigned char g_dispatcher_storage[sizeof(core::Dispatcher)];
 core::Dispatcher* g_dispatcher = nullptr;
