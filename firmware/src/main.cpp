@@ -65,7 +65,12 @@ class SerialTransport final : public core::Transport {
     // Only bytes already received are asked for, so readBytes() never waits for its timeout.
     return Serial.readBytes(reinterpret_cast<char*>(buf), n);
   }
-  void write(const uint8_t* data, size_t len) override { Serial.write(data, len); }
+  void write(const uint8_t* data, size_t len) override {
+    // With no host on the port (DTR low) a USB CDC write can wait for a reader that never
+    // comes; the reply is dropped instead, and the host's retransmission recovers it.
+    if (!Serial) return;
+    Serial.write(data, len);
+  }
 };
 
 // Frame buffers follow from the model's tensor sizes (docs/protocol.md section 1).

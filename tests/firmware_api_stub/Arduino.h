@@ -16,5 +16,6 @@ class SerialPort {
   int available();
   size_t readBytes(char* buffer, size_t length);
   size_t write(const uint8_t* buffer, size_t size);
+  explicit operator bool();
 };
 extern SerialPort Serial;
