@@ -149,29 +149,6 @@ int main() {
 }
 """
 
-# Stand-in settings (MNIST-shaped) when no model has been generated yet: the core's size does
-# not depend on the model, only the frame buffers do, and the JSON says which was used.
-PLACEHOLDER_SETTINGS = """#pragma once
-namespace model {
-constexpr char kModelHash[] = "0000000000000000";
-constexpr int kInputRank = 4;
-constexpr int kInputDims[kInputRank] = {1, 28, 28, 1};
-constexpr unsigned int kInputBytes = 784;
-constexpr int kOutputRank = 2;
-constexpr int kOutputDims[kOutputRank] = {1, 10};
-constexpr unsigned int kOutputBytes = 10;
-constexpr float kInputScale = 1.0f;
-constexpr int kInputZeroPoint = 0;
-constexpr float kOutputScale = 1.0f;
-constexpr int kOutputZeroPoint = 0;
-constexpr unsigned char kInputDtype = 1;
-constexpr unsigned char kOutputDtype = 1;
-constexpr unsigned int kArenaSize = 4096;
-constexpr unsigned int kModelBytes = 0;
-}  // namespace model
-"""
-
-
 class BenchError(ToolError):
     """The cross toolchain is missing or a build failed."""
 
@@ -251,14 +228,8 @@ def run(generated_dir: Path | None = None, result_path: Path | None = RESULT_PAT
     gen = Path(generated_dir) if generated_dir is not None else DEFAULT_GENERATED_DIR
     with tempfile.TemporaryDirectory(prefix="core_size_") as tmp_name:
         tmp = Path(tmp_name)
-        settings_source = "generated"
         if not (gen / "model_settings.h").is_file():
-            if generated_dir is not None:
-                raise UsageError(f"{gen / 'model_settings.h'} not found: run `convert` first")
-            gen = tmp / "placeholder"
-            gen.mkdir()
-            (gen / "model_settings.h").write_text(PLACEHOLDER_SETTINGS)
-            settings_source = "placeholder (784 -> 10, no model generated yet)"
+            raise UsageError(f"{gen / 'model_settings.h'} not found: run `python -m convert` first")
         main = tmp / "firmware_like.cpp"
         main.write_text(FIRMWARE_LIKE_SOURCE)
         includes = [CORE_DIR, gen]
@@ -285,7 +256,7 @@ def run(generated_dir: Path | None = None, result_path: Path | None = RESULT_PAT
                           "result_cache": buffers["g_result_cache"], "total": sum(buffers.values())},
         "model_input_bytes": input_bytes,
         "model_output_bytes": output_bytes,
-        "settings": settings_source,
+        "settings": str(gen.relative_to(REPO) if gen.is_relative_to(REPO) else gen),
         "objects_upper_bound": {
             "flash": sum(o["text"] + o["data"] for o in objects.values()),
             "ram": sum(o["data"] + o["bss"] for o in objects.values()),

@@ -13,6 +13,8 @@ from core_harness import REPO, SHIPPED_GENERATED_DIR, load_core_size_bench, writ
 from core_reference import INFER, INFO_PAYLOAD_MAX, WINDOW, RefDevice, Tensor, frame
 from core_reference import Info as RefInfo
 
+from common.errors import ToolError
+
 core_size = load_core_size_bench()
 
 CORE_DIR = REPO / "firmware" / "lib" / "core"
@@ -118,12 +120,10 @@ def test_core_size_benchmark_is_within_budget(generated_dir: Path, tmp_path: Pat
 
 
 @needs_arm
-def test_core_size_falls_back_to_placeholder_settings(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_core_size_needs_generated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(core_size, "DEFAULT_GENERATED_DIR", tmp_path / "absent")
-    result = core_size.run(None, None)
-    assert result["settings"].startswith("placeholder")
-    assert result["model_input_bytes"] == 784
+    with pytest.raises(ToolError, match=r"model_settings\.h not found"):
+        core_size.run(None, None)
 
 
 WIRING_CHECK = r"""
