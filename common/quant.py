@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import ModelError
+from common.names import shown
 
 # The first bytes of the SHA-256 of the .tflite identify a model (settings header, handshake).
 MODEL_HASH_BYTES = 8
@@ -35,8 +36,12 @@ class TensorSpec:
         return int(np.prod(self.shape))
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Float values (any leading batch) -> int8, the way TFLite defines it."""
-        q = np.round(np.asarray(x, dtype=np.float32) / np.float32(self.scale)) + self.zero_point
+        """Float values (any leading batch) -> int8, the way TFLite's QUANTIZE kernel does it:
+        round half away from zero (not numpy's ties-to-even), add the zero point, saturate."""
+        v = np.asarray(x, dtype=np.float32) / np.float32(self.scale)
+        whole = np.trunc(v)
+        # v - trunc(v) is exact; floor(|v| + 0.5) is not (0.49999997 + 0.5 rounds up to 1.0).
+        q = np.where(np.abs(v - whole) >= 0.5, whole + np.sign(v), whole) + self.zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
@@ -62,9 +67,11 @@ def read_io_spec(tflite: bytes) -> IoSpec:
 
     try:
         interp = Interpreter(model_content=bytes(tflite))
+        # Tensor names are decoded here: a damaged name raises UnicodeDecodeError (a ValueError).
+        inputs, outputs = interp.get_input_details(), interp.get_output_details()
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"not a valid TFLite model: {str(exc).strip().splitlines()[0]}") from None
-    inputs, outputs = interp.get_input_details(), interp.get_output_details()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"not a valid TFLite model: {shown(first, 200)}") from None
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(f"model has {len(inputs)} inputs and {len(outputs)} outputs; "
                          "exactly one of each is supported")

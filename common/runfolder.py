@@ -35,11 +35,34 @@ DEVICE_EVAL_JSON = "device_eval.json"
 DEVICE_EVAL_JOURNAL = "device_eval.jsonl"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+# `python -m host_tools compare` writes its figures as compare_<what>.png.
+COMPARE_PNG_PATTERN = "compare_*.png"
+
+# Files derived from an earlier stage's output. A stage that writes a new model removes them,
+# so a later stage can never score old outputs against the new model's labels.
+DOWNSTREAM_OF_CONVERT = (DEVICE_EVAL_JSON, DEVICE_EVAL_JOURNAL, REPORT_MD, REPORT_HTML, COMPARE_PNG_PATTERN)
+DOWNSTREAM_OF_TRAIN = (MODEL_TFLITE, CONVERT_REPORT_JSON, DESKTOP_OUTPUTS_NPZ, *DOWNSTREAM_OF_CONVERT)
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, default=DEFAULT_RUN, metavar="DIR",
                         help="run folder to read from and write to (default: %(default)s)")
+
+
+def remove_stale(run: Path, names: tuple[str, ...]) -> list[str]:
+    """Delete the files (or glob patterns) in ``names`` from ``run``; the names actually removed."""
+    removed = []
+    for name in names:
+        for path in sorted(Path(run).glob(name)):
+            if path.is_file() or path.is_symlink():
+                try:
+                    path.unlink()
+                except FileNotFoundError:  # another process removed it first
+                    continue
+                except OSError as exc:
+                    raise DataError(f"cannot remove stale {path}: {exc.strerror or exc}") from None
+                removed.append(path.name)
+    return removed
 
 
 def require(run: Path, name: str, produced_by: str) -> Path:

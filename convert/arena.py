@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import ModelError
+from common.names import shown
 
 # Generous arena for the measuring run: larger than any model that fits the board's RAM.
 PROBE_ARENA_BYTES = 1024 * 1024
@@ -39,7 +42,43 @@ def margin_rule(margin_percent: float) -> str:
             f"rounded up to {ARENA_ALIGN}")
 
 
-def _run_probe(model: bytes, arena_size: int) -> tuple[int | None, str]:
+class ArenaTooLarge(ModelError):
+    """TFLM ran out of the probe arena: the model needs more RAM than any board offers."""
+
+    def __init__(self, at_least: int) -> None:
+        super().__init__(f"model needs a tensor arena of at least {at_least} bytes "
+                         f"(TFLM ran out of a {PROBE_ARENA_BYTES // 1024} KB probe arena)")
+        self.at_least = at_least
+
+
+# What the TFLM runtime prints on stderr when it cannot prepare or size a model.
+_NODE_FAILED = re.compile(r"Node (\S+) \(number (\d+)\) failed to prepare")
+_OUT_OF_ARENA = re.compile(r"Failed to resize buffer\. Requested: (\d+), available (\d+)")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    total: int | None  # arena bytes used; None when the probe failed
+    error: str = ""  # one line for the user
+    out_of_arena_at: int | None = None  # bytes in use + requested when TFLM ran out of arena
+    op_failed: bool = False  # a kernel refused the model: no arena size would help
+
+
+def _kernel_error(stderr: str, fallback: str) -> str:
+    """The first kernel complaint, naming the op when TFLM says which node failed."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    node = next((m for m in map(_NODE_FAILED.search, lines) if m), None)
+    detail = next((ln for ln in lines if not _NODE_FAILED.search(ln)), "")
+    # "tensorflow/lite/micro/kernels/exp.cc:41 input->type ..." -> "exp.cc:41 input->type ..."
+    detail = re.sub(r"^\S*/(\S+:\d+)", r"\1", detail)
+    if node:
+        where = f"op {shown(node.group(1))} (node {node.group(2)})"
+        return f"TFLM failed to prepare the model: {where}: {shown(detail, 160)}" if detail else \
+            f"TFLM failed to prepare the model: {where}"
+    return f"{fallback}: {shown(detail, 160)}" if detail else fallback
+
+
+def _run_probe(model: bytes, arena_size: int) -> ProbeResult:
     repo_root = Path(__file__).resolve().parents[1]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo_root), env.get("PYTHONPATH", "")) if p)
@@ -49,29 +88,41 @@ def _run_probe(model: bytes, arena_size: int) -> tuple[int | None, str]:
         try:
             proc = subprocess.run([sys.executable, "-m", "convert.arena_probe", str(path), str(arena_size)],
                                   capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S,
-                                  check=False)
+                                  check=False, errors="replace")
         except subprocess.TimeoutExpired:
-            return None, f"TFLM did not finish within {PROBE_TIMEOUT_S} s"
+            return ProbeResult(None, f"TFLM did not finish within {PROBE_TIMEOUT_S} s")
     if proc.returncode < 0:
-        return None, f"TFLM crashed (signal {-proc.returncode})"
+        return ProbeResult(None, f"TFLM crashed (signal {-proc.returncode})")
     lines = proc.stdout.strip().splitlines()
     try:
         reply = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         reply = {}
     if proc.returncode == 0 and "total" in reply:
-        return int(reply["total"]), ""
-    return None, str(reply.get("error") or f"probe exited with code {proc.returncode}")
+        return ProbeResult(int(reply["total"]))
+    stderr = proc.stderr or ""
+    short = _OUT_OF_ARENA.search(stderr)
+    if short:
+        requested, available = int(short.group(1)), int(short.group(2))
+        return ProbeResult(None, f"TFLM ran out of arena: a buffer of {requested} bytes with {available} "
+                                 "bytes left", out_of_arena_at=arena_size - available + requested)
+    reason = shown(str(reply.get("error") or f"probe exited with code {proc.returncode}"), 160)
+    return ProbeResult(None, _kernel_error(stderr, reason), op_failed=bool(_NODE_FAILED.search(stderr)))
 
 
 def measure_arena(model: bytes) -> int:
-    total, error = _run_probe(model, PROBE_ARENA_BYTES)
-    if total is None:
-        raise ModelError(f"TFLM cannot run the model with a {PROBE_ARENA_BYTES // 1024} KB arena: {error}")
-    return total
+    result = _run_probe(model, PROBE_ARENA_BYTES)
+    if result.out_of_arena_at is not None:
+        raise ArenaTooLarge(result.out_of_arena_at)
+    if result.op_failed:
+        raise ModelError(result.error)
+    if result.total is None:
+        raise ModelError(f"TFLM cannot run the model with a {PROBE_ARENA_BYTES // 1024} KB arena: "
+                         f"{result.error}")
+    return result.total
 
 
 def verify_arena(model: bytes, arena_size: int) -> None:
-    total, error = _run_probe(model, arena_size)
-    if total is None:
-        raise ModelError(f"TFLM fails with the chosen arena of {arena_size} bytes: {error}")
+    result = _run_probe(model, arena_size)
+    if result.total is None:
+        raise ModelError(f"TFLM fails with the chosen arena of {arena_size} bytes: {result.error}")

@@ -14,6 +14,8 @@ from convert.boards import BOARDS, board_by_name
 from convert.pipeline import ConvertOptions, ConvertResult, convert
 
 DEFAULT_FIRMWARE_DIR = Path("firmware/lib/model")
+# Ten times the measured arena is already far beyond any board; larger values are typos.
+MAX_MARGIN_PERCENT = 1000.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +82,8 @@ def summary(result: ConvertResult) -> list[str]:
               for folder, paths in _by_folder(result.written).items()]
     seconds = r["quantize_time_s"]
     conversion = f" (int8 conversion {seconds:.1f} s)" if seconds is not None else ""
+    if result.removed:
+        lines.append(f"removed    {', '.join(result.removed)} (made from the previous model)")
     lines.append(f"took       {r['wall_time_s']:.1f} s{conversion}")
     lines += [f"warning: {w}" for w in r["warnings"]]
     return lines
@@ -89,8 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.calibration_size < 1:
         raise UsageError(f"--calibration-size must be at least 1, got {args.calibration_size}")
-    if not args.arena_margin >= 0:
-        raise UsageError(f"--arena-margin must be a percentage >= 0, got {args.arena_margin}")
+    if not 0 <= args.arena_margin <= MAX_MARGIN_PERCENT:  # also refuses nan and inf
+        raise UsageError(f"--arena-margin must be a percentage >= 0 and <= {MAX_MARGIN_PERCENT:g}, "
+                         f"got {args.arena_margin}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
+    for option, folder in (("--run", args.run), ("--firmware-dir", args.firmware_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{option} {folder} is a file, not a folder")
     quiet_tensorflow()
     opts = ConvertOptions(run=args.run, firmware_dir=args.firmware_dir, board=board_by_name(args.board),
                           from_tflite=args.from_tflite, calibration_size=args.calibration_size,

@@ -43,24 +43,35 @@ class ConvertOptions:
 class ConvertResult:
     report: dict
     written: list[Path] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # stale files of an earlier model
 
 
-def _model_bytes(opts: ConvertOptions) -> tuple[bytes, str, object | None, float | None]:
-    """(.tflite bytes, name of the source for messages, Keras model or None, seconds the int8
-    conversion itself took or None)."""
+@dataclass(frozen=True)
+class ModelSource:
+    data: bytes  # the int8 .tflite
+    name: str  # for messages
+    keras_model: object | None  # None for --from-tflite
+    quantize_s: float | None  # seconds the int8 conversion itself took
+    calibration: dict | None  # the calibration draw actually used (convert_report.json)
+
+
+def _model_bytes(opts: ConvertOptions) -> ModelSource:
     if opts.from_tflite is not None:
         path = opts.from_tflite
         if not path.is_file():
             raise ModelError(f"{path} not found")
-        return path.read_bytes(), path.name, None, None
+        return ModelSource(path.read_bytes(), path.name, None, None, None)
     keras_path = runfolder.require(opts.run, runfolder.MODEL_KERAS, "python -m train")
     calib_path = runfolder.require(opts.run, runfolder.CALIBRATION_SET_NPZ, "python -m train")
     keras_model = quantize.load_keras(keras_path)
-    calibration = quantize.calibration_sample(read_split(calib_path).x,
-                                              opts.calibration_size, opts.seed)
+    available = read_split(calib_path).x
+    calibration = quantize.calibration_sample(available, opts.calibration_size, opts.seed)
     started = time.perf_counter()
     data = quantize.quantize_int8(keras_model, calibration)
-    return data, runfolder.MODEL_KERAS, keras_model, time.perf_counter() - started
+    # "size" is what calibration used: fewer than requested when the saved set is smaller.
+    drawn = {"size": len(calibration), "requested": opts.calibration_size, "available": len(available),
+             "seed": opts.seed}
+    return ModelSource(data, runfolder.MODEL_KERAS, keras_model, time.perf_counter() - started, drawn)
 
 
 def _io_dict(spec: TensorSpec) -> dict:
@@ -114,7 +125,12 @@ def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, 
     """Arena measured, margin added, budget checked, chosen size proven to work; plus the budget."""
     # Flash is known before TFLM runs; check it first so an oversize model fails fast.
     check_budget(len(data), 0, opts.board)
-    measured = arena_mod.measure_arena(data)
+    try:
+        measured = arena_mod.measure_arena(data)
+    except arena_mod.ArenaTooLarge as exc:
+        raise ModelError(f"{exc}, but {opts.board.name} has {opts.board.ram_for_arena} bytes of RAM left "
+                         f"for it ({opts.board.ram_bytes} minus {opts.board.ram_reserve_bytes} reserved "
+                         "for Mbed OS, stacks and USB)") from None
     arena_bytes = arena_mod.choose_arena(measured, opts.arena_margin_percent)
     budget = check_budget(len(data), arena_bytes, opts.board)
     arena_mod.verify_arena(data, arena_bytes)
@@ -157,7 +173,8 @@ def _warnings(checked: Verification) -> list[str]:
 
 def convert(opts: ConvertOptions) -> ConvertResult:
     started = time.perf_counter()
-    data, source, keras_model, quantize_s = _model_bytes(opts)
+    src = _model_bytes(opts)
+    data, source, keras_model, quantize_s = src.data, src.name, src.keras_model, src.quantize_s
     model = tflite_model.load(data, source)
     tflite_model.check_int8(model, source)
     tflite_model.check_tflm_ops(model)
@@ -203,7 +220,7 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         "io": {"input": _io_dict(model.io.input), "output": _io_dict(model.io.output)},
         "labels": labels,
         "budget": budget,
-        "calibration": None if keras_model is None else {"size": opts.calibration_size, "seed": opts.seed},
+        "calibration": src.calibration,
         "generated_dir": str(opts.firmware_dir),
         "generated_files": list(codegen.GENERATED_FILES),
         "warnings": _warnings(checked),
@@ -217,8 +234,9 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         files[opts.firmware_dir / name] = text.encode("utf-8")
     report["wall_time_s"] = round(time.perf_counter() - started, 3)
     files[opts.run / runfolder.CONVERT_REPORT_JSON] = (json.dumps(report, indent=2) + "\n").encode("utf-8")
+    # Device results and reports of an earlier model would be mistaken for this one's.
+    removed = runfolder.remove_stale(opts.run, runfolder.DOWNSTREAM_OF_CONVERT)
+    if not checked.outputs:
+        removed += runfolder.remove_stale(opts.run, (runfolder.DESKTOP_OUTPUTS_NPZ,))
     write_all(files)
-    stale = opts.run / runfolder.DESKTOP_OUTPUTS_NPZ
-    if not checked.outputs and stale.is_file():
-        stale.unlink()  # outputs of an earlier model would be mistaken for this one's
-    return ConvertResult(report=report, written=list(files))
+    return ConvertResult(report=report, written=list(files), removed=removed)

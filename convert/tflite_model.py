@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import ModelError
+from common.names import shown
 from common.quant import IoSpec, read_io_spec
 from common.quiet import silenced_stderr
 from convert.tflm_ops import resolver_method
@@ -26,6 +27,11 @@ _MIN_TFLITE_BYTES = 8
 # int8 protocol does not carry.
 _ALLOWED_SIDE_TYPES = {"int32", "bool"}
 _FLOAT_TYPES = {"float32", "float16", "float64", "bfloat16"}
+# Ops whose input 1 holds the weights. The TFLite int8 spec makes weights symmetric (zero point 0)
+# and CMSIS-NN's kernels rely on it, so a non-zero weight zero point would be silently ignored.
+# The board has 256 KB of RAM; an int8 input or output four times larger is a damaged shape.
+_MAX_IO_ELEMENTS = 1 << 20
+_WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str
     is_constant: bool
+    zero_points: tuple[int, ...] = ()  # empty when the tensor is not quantized
 
     @property
     def size(self) -> int:
@@ -101,16 +108,32 @@ def load(data: bytes, source: str) -> TfliteModel:
             io = read_io_spec(data)
     except ModelError as exc:
         raise ModelError(f"{source}: {exc}") from None
+    _check_io_shapes(io, source)
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as exc:
+        count = len(model.subgraphs or [])
+        ops = _read_ops(model, schema) if count == 1 else ()
+    except ModelError as exc:
+        raise ModelError(f"{source} is corrupted: {exc}") from None
+    except Exception as exc:  # the Python schema reader does no bounds checks of its own
         raise ModelError(f"{source} is corrupted: {type(exc).__name__} while reading the flatbuffer"
                          ) from None
-    if not model.subgraphs or len(model.subgraphs) != 1:
-        count = len(model.subgraphs or [])
+    if count != 1:
         raise ModelError(f"{source} has {count} subgraphs; exactly one is supported")
-    return TfliteModel(data=bytes(data), io=io, ops=_read_ops(model, schema))
+    return TfliteModel(data=bytes(data), io=io, ops=ops)
+
+
+def _check_io_shapes(io: IoSpec, source: str) -> None:
+    """Firmware and verification feed one sample per invoke; a fixed larger batch cannot take it.
+    The shapes size host buffers too, so absurd (damaged) dimensions stop here."""
+    for role, spec in (("input", io.input), ("output", io.output)):
+        if not spec.shape or spec.shape[0] != 1:
+            raise ModelError(f"{source}: {role} tensor '{shown(spec.name)}' has shape {list(spec.shape)}; "
+                             "a batch of 1 (shape [1, ...]) is required")
+        if any(d < 1 for d in spec.shape) or math.prod(spec.shape) > _MAX_IO_ELEMENTS:
+            raise ModelError(f"{source}: {role} tensor '{shown(spec.name)}' has shape {list(spec.shape)}, "
+                             f"which no board can hold (at most {_MAX_IO_ELEMENTS:,} elements)")
 
 
 def _read_ops(model, schema) -> tuple[OpInfo, ...]:
@@ -129,44 +152,74 @@ def _read_ops(model, schema) -> tuple[OpInfo, ...]:
     for i, t in enumerate(graph.tensors or []):
         name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        quant = t.quantization
+        zero_points = tuple(int(z) for z in (quant.zeroPoint if quant is not None and
+                                             quant.zeroPoint is not None else []))
         tensors.append(TensorInfo(index=i, name=name, shape=shape,
                                   dtype=type_names.get(t.type, f"type{t.type}"),
-                                  is_constant=has_data(t.buffer)))
+                                  is_constant=has_data(t.buffer), zero_points=zero_points))
+    codes = model.operatorCodes or []
     ops = []
     for i, op in enumerate(graph.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise ModelError(f"operator {i} uses opcode {op.opcodeIndex} of {len(codes)}")
+        code = codes[op.opcodeIndex]
         # Schema v3a: codes above 127 live only in builtinCode; older files only in the deprecated field.
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         name = op_names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
-            custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-            name = f"CUSTOM:{custom}"
-        ins = tuple(tensors[j] for j in (op.inputs if op.inputs is not None else []) if j >= 0)
-        outs = tuple(tensors[j] for j in (op.outputs if op.outputs is not None else []) if j >= 0)
+            custom = code.customCode.decode("utf-8", "replace") if isinstance(code.customCode, bytes) \
+                else str(code.customCode)
+            name = f"CUSTOM:{shown(custom)}"
+        in_idx = [int(j) for j in (op.inputs if op.inputs is not None else [])]
+        out_idx = [int(j) for j in (op.outputs if op.outputs is not None else [])]
+        if any(j >= len(tensors) or j < -1 for j in (*in_idx, *out_idx)):
+            raise ModelError(f"operator {i} refers to a tensor outside the {len(tensors)} in the model")
+        # -1 marks an omitted optional operand; it is left out, not looked up.
+        ins = tuple(tensors[j] for j in in_idx if j >= 0)
+        outs = tuple(tensors[j] for j in out_idx if j >= 0)
         ops.append(OpInfo(index=i, op=name, inputs=ins, outputs=outs))
     return tuple(ops)
 
 
 def check_int8(model: TfliteModel, source: str) -> None:
-    """Input, output and every op's tensors must be int8 (int32 / bool operands allowed)."""
+    """Input, output and every op's tensors must be int8 (int32 / bool operands allowed), with
+    zero points the int8 spec allows."""
     for role, spec in (("input", model.io.input), ("output", model.io.output)):
         if spec.dtype != "int8":
             kind = "a float model" if spec.dtype in _FLOAT_TYPES else "not an int8 model"
-            raise ModelError(f"{source} is {kind}: {role} tensor '{spec.name}' is {spec.dtype}, "
+            raise ModelError(f"{source} is {kind}: {role} tensor '{shown(spec.name)}' is {spec.dtype}, "
                              "int8 required (convert with full-integer quantization)")
         if not (spec.scale > 0 and math.isfinite(spec.scale)):
-            raise ModelError(f"{source}: {role} tensor '{spec.name}' has no quantization scale")
+            raise ModelError(f"{source}: {role} tensor '{shown(spec.name)}' has no quantization scale")
     for op in model.ops:
         for t in (*op.inputs, *op.outputs):
             if t.dtype == "int8" or t.dtype in _ALLOWED_SIDE_TYPES:
                 continue
             what = "weights" if t.is_constant else "tensor"
             kind = "a float model" if t.dtype in _FLOAT_TYPES else "not fully int8"
-            raise ModelError(f"{source} is {kind}: {what} '{t.name}' of op {op.op} (layer {op.layer}) "
-                             f"is {t.dtype}, int8 required")
+            raise ModelError(f"{source} is {kind}: {what} '{shown(t.name)}' of op {op.op} "
+                             f"(layer {shown(op.layer)}) is {t.dtype}, int8 required")
+        _check_zero_points(op, source)
+
+
+def _check_zero_points(op: OpInfo, source: str) -> None:
+    for t in (*op.inputs, *op.outputs):
+        if t.dtype == "int8" and any(not -128 <= z <= 127 for z in t.zero_points):
+            raise ModelError(f"{source}: int8 tensor '{shown(t.name)}' of op {op.op} has a zero point "
+                             "outside -128..127")
+        if t.dtype == "int32" and t.is_constant and any(t.zero_points):
+            raise ModelError(f"{source}: int32 bias '{shown(t.name)}' of op {op.op} has a non-zero "
+                             "zero point (the int8 spec requires 0)")
+    if op.op in _WEIGHT_OPS and len(op.inputs) > 1:
+        weights = op.inputs[1]
+        if weights.dtype == "int8" and any(weights.zero_points):
+            raise ModelError(f"{source}: int8 weights '{shown(weights.name)}' of op {op.op} "
+                             f"(layer {shown(op.layer)}) have a non-zero zero point; the TFLite int8 "
+                             "spec and CMSIS-NN require symmetric weights (zero point 0)")
 
 
 def check_tflm_ops(model: TfliteModel) -> None:
     for op in model.ops:
         if resolver_method(op.op) is None:
-            raise ModelError(f"op {op.op} (layer {op.layer}) is not supported by TFLM")
+            raise ModelError(f"op {op.op} (layer {shown(op.layer)}) is not supported by TFLM")

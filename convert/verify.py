@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import ModelError
+from common.names import shown
 from common.quiet import silenced_stderr
 
 # Inputs for --from-tflite without a test split: enough to see rounding differences.
@@ -36,16 +37,25 @@ def run_litert(model: bytes, inputs: np.ndarray, default_delegates: bool = True)
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    with silenced_stderr():
-        interp = Interpreter(model_content=model, experimental_op_resolver_type=resolver)
-        interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     results = []
-    for sample in inputs:
-        interp.set_tensor(inp["index"], sample[np.newaxis])
-        interp.invoke()
-        results.append(interp.get_tensor(out["index"]).reshape(-1).copy())
+    try:
+        with silenced_stderr():
+            interp = Interpreter(model_content=model, experimental_op_resolver_type=resolver)
+            interp.allocate_tensors()
+            inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+            for sample in inputs:
+                interp.set_tensor(inp["index"], sample[np.newaxis])
+                interp.invoke()
+                results.append(interp.get_tensor(out["index"]).reshape(-1).copy())
+    except (RuntimeError, ValueError) as exc:
+        # Damaged quantization parameters get this far: XNNPACK refuses them when it prepares.
+        raise ModelError(f"LiteRT cannot run the model: {_first_line(exc)}") from None
     return np.stack(results).astype(np.int8)
+
+
+def _first_line(exc: BaseException) -> str:
+    """First line of a runtime's message, without control characters and of sane length."""
+    return shown((str(exc).strip().splitlines() or [type(exc).__name__])[0], 200)
 
 
 def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int) -> np.ndarray:
@@ -61,9 +71,8 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int) -> np.ndarray:
                 interp.set_input(sample[np.newaxis], 0)
                 interp.invoke()
                 results.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
-    except RuntimeError as exc:
-        first = (str(exc).strip().splitlines() or ["RuntimeError"])[0]
-        raise ModelError(f"TFLM failed to run the model: {first}") from None
+    except (RuntimeError, ValueError) as exc:
+        raise ModelError(f"TFLM failed to run the model: {_first_line(exc)}") from None
     return np.stack(results).astype(np.int8)
 
 

@@ -64,6 +64,7 @@ def plot_thumbnails(
             f"#{indices[k]} y={class_names[labels[k]]}\n{a_short}={class_names[preds_a[k]]} "
             f"{b_short}={class_names[preds_b[k]]}",
             fontsize=7,
+            parse_math=False,  # class names are data: "$" must not start mathtext
         )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

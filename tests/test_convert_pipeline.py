@@ -131,6 +131,27 @@ def test_report_has_contract_fields_and_consistent_numbers(dnn_run: dict) -> Non
     assert r["latency_estimate"]["kind"] == "estimate"
     assert r["budget"]["flash_left"] == r["budget"]["flash_for_model"] - len(data)
     assert r["generated_files"] == list(GENERATED_FILES) and r["wall_time_s"] > 0
+    assert r["calibration"] == {"size": 200, "requested": 200, "available": 1500, "seed": 3}
+
+
+def test_reconvert_reports_the_calibration_used_and_removes_stale_device_results(dnn_run: dict,
+                                                                                  tmp_path: Path) -> None:
+    run = tmp_path / "again"
+    shutil.copytree(dnn_run["run"], run, ignore=shutil.ignore_patterns("gen"))
+    stale = [runfolder.DEVICE_EVAL_JSON, runfolder.DEVICE_EVAL_JOURNAL, runfolder.REPORT_MD,
+             runfolder.REPORT_HTML, "compare_accuracy.png", "compare_confusion_device.png"]
+    for name in stale:
+        (run / name).write_text("from the previous model\n")
+    proc = run_convert("--run", run, "--firmware-dir", tmp_path / "gen", "--calibration-size", "5000")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((run / runfolder.CONVERT_REPORT_JSON).read_text())
+    # Only 1,500 calibration images exist: the report says how many were used and what was asked.
+    assert report["calibration"] == {"size": 1500, "requested": 5000, "available": 1500, "seed": 0}
+    assert [name for name in stale if (run / name).exists()] == []
+    removed = [line for line in proc.stdout.splitlines() if line.startswith("removed ")]
+    assert len(removed) == 1 and all(name in removed[0] for name in stale), proc.stdout
+    for kept in (runfolder.TEST_SET_NPZ, runfolder.MODEL_KERAS, runfolder.DESKTOP_OUTPUTS_NPZ):
+        assert (run / kept).is_file(), kept
 
 
 def test_accuracies_and_tflm_litert_agreement(dnn_run: dict) -> None:
@@ -445,10 +466,21 @@ def test_model_over_the_flash_budget_is_rejected_with_numbers(tmp_path: Path) ->
     (["--calibration-size", "0"], 2, r"^error: --calibration-size must be at least 1, got 0$"),
     (["--arena-margin", "-5"], 2, r"^error: --arena-margin must be a percentage >= 0"),
     (["--board", "uno"], 2, r"invalid choice"),
+    (["--seed", "-1"], 2, r"^error: --seed must be 0 or more, got -1$"),
+    (["--arena-margin", "inf"], 2, r"^error: --arena-margin must be a percentage >= 0 and <= 1000, got inf$"),
+    (["--arena-margin", "1e308"], 2, r"^error: --arena-margin must be .* got 1e\+308$"),
+    (["--arena-margin", "nan"], 2, r"^error: --arena-margin must be .* got nan$"),
+    (["--run", "A_FILE"], 2, r"^error: --run \S+ is a file, not a folder$"),
+    (["--firmware-dir", "A_FILE"], 2, r"^error: --firmware-dir \S+ is a file, not a folder$"),
 ])
 def test_usage_and_missing_input_errors_are_one_line(args: list[str], code: int, pattern: str,
                                                      tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    args = [str(a_file) if arg == "A_FILE" else arg for arg in args]
     proc = run_convert("--run", tmp_path / "empty", "--firmware-dir", tmp_path / "gen", *args)
-    assert proc.returncode == code
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 or lines[0].startswith("usage:"), proc.stderr  # argparse adds its usage line
     assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr, re.M), proc.stderr
     assert not (tmp_path / "gen").exists()

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_tool
 
@@ -58,3 +59,13 @@ def test_compare_on_empty_folder_is_one_line_error(tmp_path: Path) -> None:
     proc = run_tool("host_tools", "compare", "--run", str(tmp_path), check=False, timeout=120)
     assert proc.returncode == 3
     assert proc.stderr.strip().count("\n") == 0 and "python -m train" in proc.stderr
+
+
+def test_thumbnails_draw_class_names_literally(tmp_path: Path) -> None:
+    from host_tools.report_plots import plot_thumbnails
+
+    names = [r"$\foo$", "cost $5"]  # mathtext would fail on the first one
+    out = tmp_path / "thumbs.png"
+    plot_thumbnails(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 1]), np.array([0, 1]),
+                    np.array([1, 0]), np.array([0, 1]), names, ("LiteRT int8", "TFLM (host)"), out, "t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

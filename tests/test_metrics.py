@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +68,49 @@ def test_confusion_counts_every_class_even_unpredicted_ones() -> None:
 def test_bad_inputs_are_data_errors(y_true: list[int], y_pred: list[int], fragment: str) -> None:
     with pytest.raises(DataError, match=fragment):
         classification_summary(y_true, y_pred, ["a", "b"])
+
+
+def test_compare_with_very_long_class_names_prints_no_warnings(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """tight_layout cannot fit 200-character tick labels and warns; the report must stay quiet."""
+    import warnings
+
+    from common import runfolder
+    from common.saved_split import write_split
+    from host_tools import report_plots
+    from host_tools.compare import compare
+
+    draw_accuracy = report_plots.plot_accuracy
+
+    def warning_plot(*args: object) -> None:  # what matplotlib does when labels cannot fit
+        warnings.warn("Tight layout not applied.", UserWarning, stacklevel=2)
+        draw_accuracy(*args)
+
+    monkeypatch.setattr(report_plots, "plot_accuracy", warning_plot)
+
+    rng = np.random.default_rng(0)
+    labels = [f"class {i} " + "with a very long descriptive name " * 6 for i in range(3)]
+    y = np.repeat(np.arange(3), 10)
+    write_split(tmp_path / runfolder.TEST_SET_NPZ, rng.random((30, 8, 8, 1), dtype=np.float32), y, labels)
+    outputs = rng.integers(-128, 128, size=(30, 3), dtype=np.int8)
+    np.savez(tmp_path / runfolder.DESKTOP_OUTPUTS_NPZ, litert_int8=outputs, tflm_int8=outputs)
+    (tmp_path / runfolder.CONVERT_REPORT_JSON).write_text("{}\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = compare(tmp_path)
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+    assert all(path.is_file() for path in written)
+
+
+def test_confusion_plot_with_very_long_class_names_prints_no_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    from train.plots import plot_confusion
+
+    labels = [f"class {i} " + "with a very long descriptive name " * 6 for i in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_confusion(np.eye(3, dtype=int), labels, tmp_path / "cm.png")
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "cm.png").is_file()

@@ -66,6 +66,26 @@ def test_npz_class_names_and_integral_float_labels(tmp_path: Path) -> None:
     assert data.y.tolist()[:4] == [0, 1, 0, 1]
 
 
+def test_bytes_class_names_are_decoded_as_utf8(tmp_path: Path) -> None:
+    names = np.array(["caf\u00e9".encode(), b"dog"])  # dtype S: what h5py and numpy.char give
+    data = load_npz(_npz(tmp_path, x=_images(40), y=_labels(40, 2), labels=names))
+    assert data.labels == ("caf\u00e9", "dog")
+
+
+def test_class_names_at_the_length_limit_and_with_dollars_are_kept(tmp_path: Path) -> None:
+    names = np.array(["$\\foo$", "d" * 64])
+    assert load_npz(_npz(tmp_path, x=_images(40), y=_labels(40, 2), labels=names)).labels == tuple(names)
+
+
+def test_confusion_plot_draws_mathtext_like_names_as_typed(tmp_path: Path) -> None:
+    """"$\\foo$" is an invalid mathtext command: parsed as math, drawing would raise."""
+    from train.plots import plot_confusion
+
+    path = tmp_path / "cm.png"
+    plot_confusion(np.eye(3, dtype=int), ["$\\foo$", "a$b", "$x^2$"], path, title="$\\bar$")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # ---------------------------------------------------------------- rejecting bad files
 
 def _bad_cases() -> dict[str, tuple[dict[str, object], str]]:
@@ -93,6 +113,21 @@ def _bad_cases() -> dict[str, tuple[dict[str, object], str]]:
         "pixels above 255": ({"x": x.astype(np.int32) * 2, "y": y}, "must lie in [0, 255]"),
         "too few in a class": ({"x": x, "y": few}, f"class 1 has {MIN_SAMPLES_PER_CLASS - 5} samples"),
         "empty class": ({"x": x, "y": y * 2}, "class 1 has 0 samples"),
+        "huge label": ({"x": x, "y": y * 10**10}, "at most 10000 classes"),
+        "uint64 label that wraps in int64": ({"x": x, "y": y.astype(np.uint64) * np.uint64(2**63)},
+                                             "at most 10000 classes"),
+        "float label beyond the class bound": ({"x": x, "y": y * 1e300}, "at most 10000 classes"),
+        **{f"reserved name {name!r}": ({"x": x, "y": y, "labels": np.array(["cat", name])}, "reserved")
+           for name in ("accuracy", "macro avg", "weighted avg", "micro avg")},
+        "empty name": ({"x": x, "y": y, "labels": np.array(["cat", ""])}, "class name 1 is empty"),
+        "blank name": ({"x": x, "y": y, "labels": np.array([" ", "dog"])}, "class name 0 is empty"),
+        "newline in a name": ({"x": x, "y": y, "labels": np.array(["c\nat", "dog"])}, "control characters"),
+        "ANSI escape in a name": ({"x": x, "y": y, "labels": np.array(["\x1b[31mred", "dog"])},
+                                  "control characters"),
+        "name too long": ({"x": x, "y": y, "labels": np.array(["cat", "d" * 65])}, "65 characters"),
+        "lone surrogate": ({"x": x, "y": y, "labels": np.array(["cat", "\udcff"])}, "not valid Unicode"),
+        "bytes names not UTF-8": ({"x": x, "y": y, "labels": np.array([b"cat", b"\xff"])}, "not UTF-8"),
+        "duplicate bytes names": ({"x": x, "y": y, "labels": np.array([b"cat", b"cat"])}, "duplicate"),
     }
 
 

@@ -189,3 +189,50 @@ def test_cli_unknown_model_is_an_argparse_error(tmp_path: Path) -> None:
     result = _run_train("--model", "rnn", cwd=tmp_path)
     assert result.returncode == 2
     assert "invalid choice: 'rnn'" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- rerunning into an existing run folder
+
+STALE_DOWNSTREAM = (runfolder.MODEL_TFLITE, runfolder.CONVERT_REPORT_JSON, runfolder.DESKTOP_OUTPUTS_NPZ,
+                    runfolder.DEVICE_EVAL_JSON, runfolder.DEVICE_EVAL_JOURNAL, runfolder.REPORT_MD,
+                    runfolder.REPORT_HTML, "compare_accuracy.png", "compare_diff_tflm_int8_vs_device.png")
+
+
+def _stale_run(run: Path) -> None:
+    run.mkdir(exist_ok=True)
+    for name in (*STALE_DOWNSTREAM, runfolder.TRAIN_METRICS_JSON):
+        (run / name).write_text("from the previous model\n")
+    (run / "notes.txt").write_text("the user's own file\n")
+
+
+def test_rerun_removes_the_previous_models_outputs_and_keeps_metrics_last(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "rows.npz"
+    _separable_npz(data)
+    run = tmp_path / "run"
+    args = ["--run", str(run), "--dataset", str(data), "--epochs", "1", "--hidden", "4"]
+
+    # A rerun that fails after the new model is written must not leave the old completion marker.
+    _stale_run(run)
+    from train import plots
+
+    def broken_plot(*_: object, **__: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "plot_history", broken_plot)
+    with pytest.raises(OSError, match="disk full"):
+        main(args)
+    assert (run / runfolder.MODEL_KERAS).is_file()
+    assert not (run / runfolder.TRAIN_METRICS_JSON).exists()
+    assert [name for name in STALE_DOWNSTREAM if (run / name).exists()] == []
+    monkeypatch.undo()
+
+    capsys.readouterr()
+    _stale_run(run)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    removed = [line for line in out.splitlines() if line.startswith("removed ")]
+    assert len(removed) == 1 and all(name in removed[0] for name in STALE_DOWNSTREAM), out
+    assert [name for name in STALE_DOWNSTREAM if (run / name).exists()] == []
+    assert (run / "notes.txt").is_file()
+    assert json.loads((run / runfolder.TRAIN_METRICS_JSON).read_text())["epochs_run"] == 1

@@ -148,6 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"best epoch {result.best_epoch} of {result.epochs_run} (lowest val_loss, weights restored)")
 
     scores, test_pred = _score(model, splits)
+    # The completion marker goes first, so a rerun that fails halfway never leaves new files
+    # next to an old marker; then the outputs of the previous model's later stages.
+    runfolder.remove_stale(run, (runfolder.TRAIN_METRICS_JSON,))
+    stale = runfolder.remove_stale(run, runfolder.DOWNSTREAM_OF_TRAIN)
+    if stale:
+        say(f"removed {', '.join(stale)} (made from the previous model; re-run convert)")
     written = _write_run(run, model, data, splits, calibration, result, test_pred)
     wall = time.perf_counter() - started
     record = _metrics_record(args, data, sizes, model, result, scores)

@@ -16,6 +16,7 @@ divided by 255; float pixels already within [0, 1] -> kept. Pixels must lie in [
 
 from __future__ import annotations
 
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import DataError
+from common.names import shown
 
 BUILTIN_DATASETS = ("mnist5k", "mnist", "fashion_mnist")
 KERAS_DATASETS = ("mnist", "fashion_mnist")
@@ -32,6 +34,12 @@ FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "
 # splits (70/10/20: 7 / 1 / 2 with ten samples).
 MIN_SAMPLES_PER_CLASS = 10
 MAX_PIXEL = 255.0
+# Far above what fits a microcontroller's output layer; bounds the per-class counting.
+MAX_CLASSES = 10_000
+MAX_NAME_CHARS = 64
+# Keys scikit-learn's classification report adds next to the class names: a class with one of
+# these names would overwrite (or be overwritten by) the summary rows.
+RESERVED_NAMES = frozenset({"accuracy", "macro avg", "weighted avg", "micro avg", "samples avg"})
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,39 @@ def load_npz(path: Path) -> Dataset:
     if names is not None:
         if names.ndim != 1:
             raise DataError(f"{path}: labels must be a 1-D array of class names, got shape {names.shape}")
-        names = tuple(str(n) for n in names.tolist())
+        names = _decoded_names(f"{path}: ", names)
     return _validated(str(path), x, y, names, source=str(path))
+
+
+def _decoded_names(where: str, names: np.ndarray) -> tuple[str, ...]:
+    """Class names as text: byte strings (np.bytes_, e.g. from h5py) are UTF-8, not "b'cat'"."""
+    if names.dtype.kind != "S":
+        return tuple(str(n) for n in names.tolist())
+    try:
+        return tuple(n.decode("utf-8") for n in names.tolist())
+    except UnicodeDecodeError:
+        raise DataError(f"{where}labels holds byte strings that are not UTF-8 text") from None
+
+
+def _check_names(where: str, names: tuple[str, ...]) -> None:
+    """Names end up as report keys, plot texts, JSON and C string literals: keep them plain."""
+    for i, name in enumerate(names):
+        what = f"{where}class name {i}"
+        if not name.strip():
+            raise DataError(f"{what} is empty")
+        if len(name) > MAX_NAME_CHARS:
+            raise DataError(f"{what} ({shown(name, 24)}) has {len(name)} characters; at most "
+                            f"{MAX_NAME_CHARS} allowed")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{what} is not valid Unicode text (lone surrogate)") from None
+        if any(unicodedata.category(ch) == "Cc" for ch in name):
+            raise DataError(f"{what} ({shown(name)}) contains control characters (newline, tab, escape...)")
+        if name in RESERVED_NAMES:
+            raise DataError(f"{what} '{name}' is reserved by the classification report; rename the class")
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}labels contains duplicate class names")
 
 
 def _validated(name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...] | None, *,
@@ -168,6 +207,11 @@ def _check_labels(where: str, y: np.ndarray, n: int) -> np.ndarray:
         raise DataError(f"{where}y must hold integer class labels, got dtype {y.dtype}")
     if y.min() < 0:
         raise DataError(f"{where}y has negative labels (min {y.min():g}); classes are 0..C-1")
+    # Checked before any conversion or counting: uint64 2**63 would wrap negative in int64, and
+    # a label of 10**10 would make the per-class count array tens of gigabytes.
+    if y.max() >= MAX_CLASSES:
+        raise DataError(f"{where}y has label {y.max():g}; classes are 0..C-1 with at most {MAX_CLASSES} "
+                        "classes")
     return y.astype(np.int64)
 
 
@@ -181,8 +225,7 @@ def _check_classes(where: str, y: np.ndarray, names: tuple[str, ...] | None,
         if len(names) != top + 1:
             raise DataError(f"{where}labels has {len(names)} names but y uses classes 0..{top} "
                             f"({top + 1} classes)")
-        if len(set(names)) != len(names):
-            raise DataError(f"{where}labels contains duplicate class names")
+        _check_names(where, names)
     num_classes = top + 1
     if len(np.unique(y)) < 2:
         raise DataError(f"{where}y has only one class ({top}); at least 2 classes are needed")

@@ -5,6 +5,7 @@ Uses matplotlib's Agg backend so it works without a display; no TensorFlow impor
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -37,8 +38,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: Path, best_epoch:
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, parse_math=False)  # holds the dataset path, which may contain "$"
+    _tight_layout(fig)
     save_figure(fig, path)
 
 
@@ -51,20 +52,30 @@ def plot_confusion(matrix: np.ndarray | Sequence[Sequence[int]], labels: Sequenc
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(cm, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    # Class names are user text: "$x$" must show as typed, not go to the mathtext parser (which
+    # raises on input like "$\\foo$").
     ax.set_xticks(range(n), labels=list(labels), rotation=45 if max(map(len, labels)) > 2 else 0,
-                  ha="right" if max(map(len, labels)) > 2 else "center")
-    ax.set_yticks(range(n), labels=list(labels))
+                  ha="right" if max(map(len, labels)) > 2 else "center", parse_math=False)
+    ax.set_yticks(range(n), labels=list(labels), parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)
     if n <= MAX_ANNOTATED_CLASSES:
         threshold = cm.max() / 2 if cm.size else 0
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
                         color="white" if cm[i, j] > threshold else "black")
-    fig.tight_layout()
+    _tight_layout(fig)
     save_figure(fig, path)
+
+
+def _tight_layout(fig: plt.Figure) -> None:
+    # With long class names tight_layout cannot fit everything and warns on the console; the
+    # figure is still written, only with cramped margins.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:
