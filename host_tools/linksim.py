@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # USB full speed: about 1.2 MB/s of payload after protocol overhead, about 1 ms per
-# direction (one USB frame). See /work/shared/measurements.md.
+# direction (one USB frame): 12 Mbit/s signalling less packet and protocol overhead.
 LINK_PRESETS: dict[str, tuple[float, float]] = {"usb-fs": (1.2e6, 1.0)}
 # Garbage bursts: lengths drawn in this range (bytes); long enough to span a frame header.
 GARBAGE_MIN_BYTES = 4
