@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from common import runfolder
-from common.errors import UsageError, run_cli
+from common.errors import DataError, UsageError, run_cli
 from host_tools.linksim import LINK_PRESETS, FaultConfig
 
 VIRTUAL = "virtual"
@@ -202,6 +202,9 @@ def _cmd_ports() -> int:
 def _cmd_virtual_board(args: argparse.Namespace) -> int:
     from host_tools.virtual_board import LinkConfig, serve
 
+    if not args.run.is_dir():
+        raise DataError(f"run folder {args.run} does not exist (pass --run DIR of a converted model)")
+
     bandwidth, latency = LINK_PRESETS[args.link] if args.link else (None, 0.0)
     if args.bandwidth is not None:
         if args.bandwidth <= 0:
@@ -259,7 +262,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"accuracy {outcome.accuracy:.2%} on {outcome.samples} samples ({outcome.evaluated_now} now, "
         f"{s['resumed_from_journal']} from the journal) in {outcome.wall_time_s:.1f} s; "
-        f"retransmissions {s['retransmissions']}, NACKs {s['nacks']}, handshakes {s['handshakes']}"
+        f"retransmissions {s['retransmissions']}, NACKs {s['nacks']}, handshakes: {s['handshakes']}"
     )
     print(f"wrote {outcome.path}")
     return 0

@@ -17,7 +17,7 @@ from common import runfolder
 from common.atomic import write_text
 from common.errors import DataError
 from common.quant import model_hash, read_io_spec
-from host_tools.journal import JournalWriter, read_journal, sample_line
+from host_tools.journal import JournalState, JournalWriter, read_journal, sample_line
 from host_tools.link import SerialLink
 from host_tools.messages import Info
 from host_tools.session import ExpectedModel, Session
@@ -150,13 +150,15 @@ def evaluate(
     data = load_inputs(run, expected)
     total = len(data.labels) if limit is None else min(limit, len(data.labels))
     journal_path = run / runfolder.DEVICE_EVAL_JOURNAL
-    if restart and journal_path.exists():
-        journal_path.unlink()
-    state = read_journal(journal_path)
+    # With --restart the old journal is ignored, and deleted only once the device has passed
+    # the handshake: a wrong board must not cost the results of the right one.
+    state = JournalState() if restart else read_journal(journal_path)
     if state.header is not None:
         _check_journal(journal_path, state.header, expected, data)
     session = Session(link, expected, **({"flash_hint": flash_hint} if flash_hint else {}))
     info = session.handshake()
+    if restart and journal_path.exists():
+        journal_path.unlink()
     virtual = virtual or info.board == "virtual"
     if state.header is not None:
         _check_same_device(journal_path, state.header, info.board, virtual)

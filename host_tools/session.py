@@ -198,6 +198,7 @@ class Session:
     def handshake(self) -> Info:
         """HELLO until INFO answers (checked against the expected model), or a ``DeviceError``."""
         self.stats.handshakes += 1
+        started = self._clock()
         for _ in range(timing.HELLO_ATTEMPTS):
             seq = self._next_seq()
             # The leading 0x00 flushes whatever partial frame the device holds.
@@ -213,7 +214,7 @@ class Session:
                         self._stream.early.append(reply)
         raise DeviceError(
             f"no answer from {self.link.port} after {timing.HELLO_ATTEMPTS} handshakes "
-            f"({timing.HELLO_TIMEOUT_S:.0f} s each): is the firmware flashed and is this "
+            f"({self._clock() - started:.1f} s): is the firmware flashed and is this "
             "the board's port? (see `python -m host_tools ports`)"
         )
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 # Handshake: a HELLO needs no inference, so a live device answers well within a second.
 HELLO_TIMEOUT_S = 1.0
-# Handshake attempts before the device is declared silent (a reset board needs a moment).
-HELLO_ATTEMPTS = 3
+# Handshake attempts before the device is declared silent (a reset board needs a moment,
+# and a HELLO or its INFO can be damaged on a noisy link).
+HELLO_ATTEMPTS = 5
 # Floor of the reply timeout: USB scheduling and one Invoke() of a small model fit in it.
 REPLY_TIMEOUT_BASE_S = 0.5
 # A slow link (e.g. a UART bridge at 115200 baud, ~10 kB/s) must not cause false timeouts.

@@ -196,7 +196,8 @@ def test_silent_device_fails_in_bounded_time() -> None:
     device = FakeDevice(silent_after=0)
     device.receive = lambda data: None  # type: ignore[method-assign]
     link = FakeLink(device)
-    with pytest.raises(DeviceError, match="no answer from /dev/fake after 3 handshakes"):
+    silent = f"no answer from /dev/fake after {timing.HELLO_ATTEMPTS} handshakes"
+    with pytest.raises(DeviceError, match=silent):
         Session(link, EXPECTED, clock=link.clock).handshake()  # type: ignore[arg-type]
     assert link.now <= timing.HELLO_ATTEMPTS * timing.HELLO_TIMEOUT_S + 0.1
 

@@ -92,6 +92,10 @@ def test_model_mismatch_is_one_line_error(
     other_hash = json.loads((other / "convert_report.json").read_text())["model_hash"]
     ours = json.loads((run_copy / "convert_report.json").read_text())["model_hash"]
     assert other_hash != ours
+    # Results of the right board exist; --restart against the wrong one must not discard them.
+    _evaluate(run_copy, "virtual", "--limit", "20")
+    journal = (run_copy / "device_eval.jsonl").read_bytes()
+    (run_copy / "device_eval.json").unlink()
     board = start_board(run_copy, "--generated", str(other / "generated"))
     proc = run_tool(
         "host_tools",
@@ -101,6 +105,7 @@ def test_model_mismatch_is_one_line_error(
         "--run",
         str(run_copy),
         "--no-progress",
+        "--restart",
         check=False,
         timeout=60,
     )
@@ -110,6 +115,13 @@ def test_model_mismatch_is_one_line_error(
         f"device runs model {other_hash}" in lines[0] and ours in lines[0] and "model_int8.tflite" in lines[0]
     )
     assert not (run_copy / "device_eval.json").exists()
+    assert (run_copy / "device_eval.jsonl").read_bytes() == journal
+
+
+def test_virtual_board_needs_an_existing_run_folder(tmp_path: Path) -> None:
+    proc = run_tool("host_tools", "virtual-board", "--run", str(tmp_path / "absent"), check=False, timeout=60)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr, proc.stderr
 
 
 def test_killed_evaluation_resumes_without_duplicates(run_copy: Path, start_board, tmp_path: Path) -> None:
