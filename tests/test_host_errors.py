@@ -99,3 +99,14 @@ def test_auto_port_picks_the_only_board() -> None:
 def test_ports_command_lists_or_says_none() -> None:
     proc = run_tool("host_tools", "ports", timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip()
+
+
+def test_ports_listing_marks_nano_33_ble_boards() -> None:
+    from host_tools.ports import describe
+
+    nano = PortEntry("/dev/ttyACM0", "Nano 33 BLE", ARDUINO_VID, 0x805A, "X")
+    boot = PortEntry("/dev/ttyACM1", "Nano 33 BLE", ARDUINO_VID, 0x005A, "X")
+    other = PortEntry("/dev/ttyUSB0", "CP2102", 0x10C4, 0xEA60, None)
+    assert describe(nano).endswith("<- Arduino Nano 33 BLE")
+    assert describe(boot).endswith("<- Arduino Nano 33 BLE (bootloader)")
+    assert "<-" not in describe(other) and "10c4:ea60" in describe(other)
