@@ -1,8 +1,8 @@
 """Memory budgets of the boards the firmware targets, with the reserves the rest of the firmware needs.
 
 Only the model data (flash) and the tensor arena (RAM) vary with the model; everything else the
-firmware links is covered by a fixed reserve. Figures are from shared/measurements.md and the
-Arduino Mbed core's board definition; see the comments on each constant.
+firmware links is covered by a fixed reserve. Figures are from Cortex-M4F builds of TFLM with
+arm-none-eabi GCC 12 and the Arduino Mbed core's board definition; see each constant.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ NANO33BLE = Board(
     flash_bytes=1024 * KIB - 64 * KIB,
     ram_bytes=256 * KIB,
     # Mbed OS core with USB CDC about 150 KB; TFLM with CMSIS-NN kernels 88 KB including about
-    # 17 KB of newlib/libgcc (measurements.md, -Os); protocol core and board layer a few KB.
+    # 17 KB of newlib/libgcc (arm-none-eabi GCC 12, -Os); protocol core and board layer a few KB.
     # 256 KB leaves about 15 KB of headroom over that sum for -O2 builds (107 KB TFLM).
     flash_reserve_bytes=256 * KIB,
     # Mbed OS kernel, heap and thread stacks (main stack 4 KB, idle/timer threads), USB CDC

@@ -13,7 +13,8 @@ import numpy as np
 from convert.boards import Board
 from convert.tflite_model import OpInfo, TfliteModel
 
-# Cycles per MAC on a Cortex-M4F, by kernel family (shared/measurements.md):
+# Cycles per MAC on a Cortex-M4F, by kernel family (published MLPerf Tiny results and
+# instruction counts of TFLM builds for Cortex-M4F):
 # - CMSIS-NN fully connected: 4.57 cycles/MAC (MLPerf Tiny v0.5 reference, TFLM + CMSIS-NN).
 # - CMSIS-NN conv / depthwise: 6.8-9.6 cycles/MAC whole-network in the same submission: use 8.
 # - Reference fully connected: about 11 instructions/MAC measured on the dnn; with the nRF52840's

@@ -23,7 +23,7 @@ FAKE_MODEL = bytes(range(1, 200))  # stands in for a .tflite: only its bytes and
 def write_fake_generated(directory: Path, input_dims: tuple[int, ...] = (1, 28, 28, 1),
                          output_dims: tuple[int, ...] = (1, 10), model: bytes = FAKE_MODEL,
                          model_hash: str = "0123456789abcdef") -> Path:
-    """The generated files as docs/CONTRACTS.tmp.md specifies them, for a made-up model."""
+    """The generated files as docs/architecture.md describes them, for a made-up model."""
     directory.mkdir(parents=True, exist_ok=True)
     in_bytes = 1
     for d in input_dims:
