@@ -22,10 +22,10 @@ from common.names import shown
 # Generous arena for the measuring run: larger than any model that fits the board's RAM.
 PROBE_ARENA_BYTES = 1024 * 1024
 # Margin rule: the host figure is from an x86-64 build (8-byte pointers) and is larger than
-# on the Cortex-M4 (3,824 B host vs 2,852-2,916 B on the board for the same model,
-# measured with a native TFLM build of the 7-node dnn), but TFLM versions differ in per-node and persistent bookkeeping (the board
-# build is not the PyPI runtime) and CMSIS-NN kernels ask for scratch buffers the reference
-# kernels do not. So add max(MIN_MARGIN_BYTES, margin %) and round up to 16 (arena alignment).
+# on the Cortex-M4 (3,824 B host vs 2,852-2,916 B on the board for the same 7-node dnn, both
+# measured with TFLM builds), but TFLM versions differ in per-node and persistent bookkeeping
+# (the board build is not the PyPI runtime) and CMSIS-NN kernels ask for scratch buffers the
+# reference kernels do not. So add max(MIN_MARGIN_BYTES, margin %) and round up to 16 (arena alignment).
 MIN_MARGIN_BYTES = 1024
 DEFAULT_MARGIN_PERCENT = 10.0
 ARENA_ALIGN = 16
