@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +18,61 @@ from pathlib import Path
 
 import pytest
 
+from common import board_sources
+
 ROOT = Path(__file__).resolve().parents[1]
+# CI sets this so that a test skipped for a missing cross compiler, QEMU or board sources fails
+# instead: there, everything must run.
+REQUIRE_ALL_ENV = "TINYML_REQUIRE_ALL"
+CROSS_CXX = "arm-none-eabi-g++"
+QEMU = "qemu-system-arm"
 # Few epochs: the tests need a real int8 model, not a good one.
 FIXTURE_EPOCHS = 2
 BOARD_START_TIMEOUT_S = 180.0
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason``; with ``TINYML_REQUIRE_ALL=1`` (CI) fail instead."""
+    if os.environ.get(REQUIRE_ALL_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ALL_ENV}=1 requires it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def cross_compiler() -> str:
+    """The Cortex-M cross compiler's name; skips (CI: fails) without it."""
+    if shutil.which(CROSS_CXX) is None:
+        skip_or_fail(f"needs the cross compiler: {CROSS_CXX} not found (Debian: gcc-arm-none-eabi "
+                     "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)")
+    return CROSS_CXX
+
+
+@pytest.fixture
+def qemu() -> str:
+    """The Cortex-M4 emulator's name; skips (CI: fails) without it."""
+    if shutil.which(QEMU) is None:
+        skip_or_fail(f"needs {QEMU} (Debian: qemu-system-arm)")
+    return QEMU
+
+
+@pytest.fixture
+def board_library() -> Path:
+    """The board's TFLM library root; skips (CI: fails) when it is not on this machine."""
+    found = board_sources.find_library()
+    if found is None:
+        skip_or_fail(f"needs the board's sources: {board_sources.FETCH_HINT}")
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def board_core() -> Path:
+    """The Arduino Mbed core root; skips (CI: fails) when it is not on this machine."""
+    found = board_sources.find_core()
+    if found is None:
+        skip_or_fail(f"needs the board's sources: {board_sources.FETCH_HINT}")
+    assert found is not None
+    return found
 
 
 def tool_env() -> dict[str, str]:
