@@ -141,7 +141,7 @@ def compare(run: Path) -> list[Path]:
 
 def _compare(run: Path) -> list[Path]:
     from common.saved_split import read_split
-    from train.metrics import classification_summary
+    from common.metrics import classification_summary
 
     test = read_split(runfolder.require(run, runfolder.TEST_SET_NPZ, "python -m train"))
     desktop = _load_npz(runfolder.require(run, runfolder.DESKTOP_OUTPUTS_NPZ, "python -m convert"))
@@ -195,7 +195,7 @@ def _compare(run: Path) -> list[Path]:
         [c.title for c in columns], [summaries[c.key]["accuracy"] for c in columns], acc_png
     )
     confusion_pngs = {}
-    from train.plots import plot_confusion
+    from common.plots import plot_confusion
 
     for c in columns:
         confusion_pngs[c.key] = figures / f"compare_confusion_{c.key}.png"

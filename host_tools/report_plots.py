@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from train.plots import save_figure
+from common.plots import save_figure
 
 THUMBS_PER_ROW = 10
 

@@ -1,4 +1,4 @@
-"""train.metrics against the course's worked classification-report example (dogs and cats)."""
+"""common.metrics against the course's worked classification-report example (dogs and cats)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common.errors import DataError
-from train.metrics import classification_summary, confusion, report_dict, report_text
+from common.metrics import classification_summary, confusion, report_dict, report_text
 
 # Course example: 1 = cat, 0 = dog; target_names follow the class index.
 ACTUAL = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
@@ -106,7 +106,7 @@ def test_compare_with_very_long_class_names_prints_no_warnings(
 def test_confusion_plot_with_very_long_class_names_prints_no_warnings(tmp_path: Path) -> None:
     import warnings
 
-    from train.plots import plot_confusion
+    from common.plots import plot_confusion
 
     labels = [f"class {i} " + "with a very long descriptive name " * 6 for i in range(3)]
     with warnings.catch_warnings(record=True) as caught:

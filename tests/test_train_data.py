@@ -79,7 +79,7 @@ def test_class_names_at_the_length_limit_and_with_dollars_are_kept(tmp_path: Pat
 
 def test_confusion_plot_draws_mathtext_like_names_as_typed(tmp_path: Path) -> None:
     """"$\\foo$" is an invalid mathtext command: parsed as math, drawing would raise."""
-    from train.plots import plot_confusion
+    from common.plots import plot_confusion
 
     path = tmp_path / "cm.png"
     plot_confusion(np.eye(3, dtype=int), ["$\\foo$", "a$b", "$x^2$"], path, title="$\\bar$")

@@ -214,7 +214,7 @@ def test_rerun_removes_the_previous_models_outputs_and_keeps_metrics_last(
 
     # A rerun that fails after the new model is written must not leave the old completion marker.
     _stale_run(run)
-    from train import plots
+    from common import plots
 
     def broken_plot(*_: object, **__: object) -> None:
         raise OSError("disk full")

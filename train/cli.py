@@ -14,7 +14,7 @@ from common import runfolder
 from common.atomic import atomic_path, write_json, write_text
 from common.errors import UsageError
 from common.saved_split import write_split
-from train import metrics, plots
+from common import metrics, plots
 from train.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,

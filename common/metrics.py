@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn) shared by `train` and the host-side comparison.
+"""Classification metrics (scikit-learn) shared by `train` and the host-side comparison (`compare`).
 
 Light on purpose: no TensorFlow import, so reporting tools can use it on saved outputs.
 """
