@@ -88,6 +88,8 @@ ClockCallback = Callable[[], int]
 class HostBuildError(ToolError):
     """The host library or the vector runner did not compile."""
 
+    exit_code = 6  # build, toolchain or board sources missing (README, exit codes)
+
 
 class _CTensorInfo(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_uint8), ("rank", ctypes.c_uint8), ("dims", ctypes.c_uint16 * 4),
