@@ -13,13 +13,12 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from common.protocol import DTYPE_CODES
 from common.quant import TensorSpec, model_hash
 from convert.tflite_model import TfliteModel
 from convert.tflm_ops import resolver_method
 
 GENERATED_FILES = ("model_data.h", "model_data.cpp", "model_settings.h", "model_op_resolver.h")
-# Protocol dtype codes (docs/protocol.md, INFO payload).
-DTYPE_CODES = {"int8": 1}
 _BYTES_PER_LINE = 12
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Characters that may stand for themselves inside a C string literal. '?' is escaped too, so a

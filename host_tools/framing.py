@@ -7,23 +7,29 @@ the evaluation rate depends on it.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1
+from common.protocol import (
+    COBS_BLOCK,
+    CRC,
+    CRC_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    PROTOCOL_VERSION,
+    Code,
+    encoded_frame_size,
+)
+from common.protocol import (
+    SEQ_UNKNOWN as SEQ_UNKNOWN,  # re-exported: the seq of a reply to an untrusted header
+)
+
 DELIMITER = b"\x00"
-HEADER = struct.Struct("<BHH")  # ver_type, seq, len
-CRC = struct.Struct("<I")
-HEADER_BYTES = HEADER.size
-CRC_BYTES = CRC.size
 MIN_RAW_FRAME = HEADER_BYTES + CRC_BYTES
-# The sequence number of a reply whose request header could not be trusted.
-SEQ_UNKNOWN = 0xFFFF
 # COBS code byte for a full 254-byte block (no zero follows it).
 _COBS_FULL = 0xFF
-_COBS_BLOCK = 254
+_COBS_BLOCK = COBS_BLOCK
 # Code bytes 1..255 as one-byte strings, so encoding does not build them per block.
 _CODE = [bytes([i]) for i in range(256)]
 
@@ -31,10 +37,10 @@ _CODE = [bytes([i]) for i in range(256)]
 class FrameFault(IntEnum):
     """Why a received frame was rejected; values are the protocol's NACK codes."""
 
-    BAD_CRC = 1
-    BAD_COBS = 2
-    TOO_SHORT = 3
-    BAD_LENGTH = 4
+    BAD_CRC = Code.BAD_CRC
+    BAD_COBS = Code.BAD_COBS
+    TOO_SHORT = Code.TOO_SHORT
+    BAD_LENGTH = Code.BAD_LENGTH
 
 
 class FrameError(Exception):
@@ -140,8 +146,7 @@ def parse_frame(encoded: bytes) -> Frame:
 
 def wire_size(payload_bytes: int) -> int:
     """Bytes on the wire for a frame with ``payload_bytes`` of payload (worst case of COBS)."""
-    raw = MIN_RAW_FRAME + payload_bytes
-    return raw + max(1, -(-raw // _COBS_BLOCK)) + 1
+    return encoded_frame_size(MIN_RAW_FRAME + payload_bytes)
 
 
 class StreamDecoder:

@@ -4,51 +4,26 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
+from typing import Any
 
-from host_tools.framing import PROTOCOL_VERSION, Frame, build_frame
+from common.protocol import (
+    DTYPE_NAMES,
+    INFO_FIELDS,
+    INFO_FIXED,
+    INFO_FIXED_BYTES,
+    PROTOCOL_VERSION,
+    RESULT_HEADER,
+    Code,
+    MsgType,
+    ResultFlag,
+    StartupStatus,
+)
+from host_tools.framing import Frame, build_frame
 
-
-class MsgType(IntEnum):
-    HELLO = 0x1
-    INFO = 0x2
-    INFER = 0x3
-    RESULT = 0x4
-    NACK = 0x5
-    ERROR = 0x6
-
-
-class Code(IntEnum):
-    """NACK and ERROR codes."""
-
-    BAD_CRC = 1
-    BAD_COBS = 2
-    TOO_SHORT = 3
-    BAD_LENGTH = 4
-    FRAME_TOO_LARGE = 16
-    BAD_VERSION = 17
-    UNKNOWN_TYPE = 18
-    BAD_PAYLOAD = 19
-    NOT_READY = 20
-    INVOKE_FAILED = 21
-
-
-class StartupStatus(IntEnum):
-    READY = 0
-    SCHEMA_MISMATCH = 1
-    OP_REGISTRATION_FAILED = 2
-    ALLOCATE_TENSORS_FAILED = 3
-    INPUT_MISMATCH = 4
-    OUTPUT_MISMATCH = 5
-
-
-# Protocol dtype codes -> numpy dtype names.
-DTYPES = {1: "int8"}
-RESULT_FLAG_CYCLES = 0x01
-RESULT_FLAG_REPLAYED = 0x02
-
-_INFO_FIXED = struct.Struct("<B3BBBHIII8sBB4HBB4HfifiI")
-_RESULT_HEAD = struct.Struct("<BII")
+# Re-exported: the layers above name the protocol's enums through this module.
+__all__ = ["Code", "ErrorReply", "Info", "MessageError", "MsgType", "Nack", "Reply", "Result",
+           "StartupStatus", "decode_info", "decode_reply", "decode_result", "encode_hello",
+           "encode_infer"]
 
 
 class MessageError(Exception):
@@ -132,7 +107,7 @@ def encode_infer(seq: int, tensor: bytes) -> bytes:
 
 
 def _dtype(code: int) -> str:
-    return DTYPES.get(code, f"dtype{code}")
+    return DTYPE_NAMES.get(code, f"dtype{code}")
 
 
 def _shape(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
@@ -141,11 +116,28 @@ def _shape(rank: int, dims: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(d) for d in dims[:rank])
 
 
+def _value_counts() -> tuple[tuple[str, int], ...]:
+    """How many values ``struct`` gives for each INFO field ("3B" gives 3, "8s" gives 1)."""
+    counts = []
+    for name, fmt in INFO_FIELDS:
+        one = struct.Struct("<" + fmt)
+        counts.append((name, len(one.unpack(bytes(one.size)))))
+    return tuple(counts)
+
+
+_INFO_VALUE_COUNTS = _value_counts()
+
+
+def _info_fields(payload: bytes) -> dict[str, tuple[Any, ...]]:
+    values = iter(INFO_FIXED.unpack_from(payload))
+    return {name: tuple(next(values) for _ in range(count)) for name, count in _INFO_VALUE_COUNTS}
+
+
 def decode_info(seq: int, payload: bytes) -> Info:
-    if len(payload) < _INFO_FIXED.size + 2:
-        raise MessageError(f"INFO payload is {len(payload)} bytes, at least {_INFO_FIXED.size + 2} expected")
-    f = _INFO_FIXED.unpack_from(payload)
-    pos = _INFO_FIXED.size
+    if len(payload) < INFO_FIXED_BYTES:
+        raise MessageError(f"INFO payload is {len(payload)} bytes, at least {INFO_FIXED_BYTES} expected")
+    f = _info_fields(payload)
+    pos = INFO_FIXED.size
     n = payload[pos]
     board = payload[pos + 1 : pos + 1 + n]
     pos += 1 + n
@@ -155,41 +147,42 @@ def decode_info(seq: int, payload: bytes) -> Info:
     error = payload[pos + 1 : pos + 1 + m]
     if len(error) != m:
         raise MessageError("INFO payload truncated in the start-up message")
+    major, minor, patch = f["firmware_version"]
     return Info(
         seq=seq,
-        protocol_version=f[0],
-        firmware_version=(f[1], f[2], f[3]),
-        window=f[4],
-        startup_status=f[5],
-        max_payload=f[6],
-        clock_hz=f[7],
-        arena_size=f[8],
-        arena_used=f[9],
-        model_hash=f[10].hex(),
-        input_dtype=_dtype(f[11]),
-        input_shape=_shape(f[12], f[13:17]),
-        output_dtype=_dtype(f[17]),
-        output_shape=_shape(f[18], f[19:23]),
-        input_scale=f[23],
-        input_zero_point=f[24],
-        output_scale=f[25],
-        output_zero_point=f[26],
-        model_bytes=f[27],
+        protocol_version=f["protocol_version"][0],
+        firmware_version=(major, minor, patch),
+        window=f["window"][0],
+        startup_status=f["startup_status"][0],
+        max_payload=f["max_payload"][0],
+        clock_hz=f["clock_hz"][0],
+        arena_size=f["arena_size"][0],
+        arena_used=f["arena_used"][0],
+        model_hash=f["model_hash"][0].hex(),
+        input_dtype=_dtype(f["input_dtype"][0]),
+        input_shape=_shape(f["input_rank"][0], f["input_dims"]),
+        output_dtype=_dtype(f["output_dtype"][0]),
+        output_shape=_shape(f["output_rank"][0], f["output_dims"]),
+        input_scale=f["input_scale"][0],
+        input_zero_point=f["input_zero_point"][0],
+        output_scale=f["output_scale"][0],
+        output_zero_point=f["output_zero_point"][0],
+        model_bytes=f["model_size"][0],
         board=board.decode("ascii", "replace"),
         startup_error=error.decode("ascii", "replace"),
     )
 
 
 def decode_result(seq: int, payload: bytes) -> Result:
-    if len(payload) < _RESULT_HEAD.size:
-        raise MessageError(f"RESULT payload is {len(payload)} bytes, at least {_RESULT_HEAD.size} expected")
-    flags, invoke_us, cycles = _RESULT_HEAD.unpack_from(payload)
+    if len(payload) < RESULT_HEADER.size:
+        raise MessageError(f"RESULT payload is {len(payload)} bytes, at least {RESULT_HEADER.size} expected")
+    flags, invoke_us, cycles = RESULT_HEADER.unpack_from(payload)
     return Result(
         seq=seq,
         invoke_us=invoke_us,
-        cycles=cycles if flags & RESULT_FLAG_CYCLES else None,
-        replayed=bool(flags & RESULT_FLAG_REPLAYED),
-        output=payload[_RESULT_HEAD.size :],
+        cycles=cycles if flags & ResultFlag.CYCLES_VALID else None,
+        replayed=bool(flags & ResultFlag.REPLAYED),
+        output=payload[RESULT_HEADER.size :],
     )
 
 

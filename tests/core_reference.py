@@ -26,6 +26,11 @@ SEQ_UNKNOWN = 0xFFFF
 WINDOW = 32
 INFO_PAYLOAD_MAX = 70 + 32 + 64
 ERROR_MESSAGE_MAX = 48
+# Start-up status codes (INFO byte 5), docs/protocol.md section 5.
+READY, SCHEMA_MISMATCH, OP_REGISTRATION_FAILED = 0, 1, 2
+ALLOCATE_TENSORS_FAILED, INPUT_MISMATCH, OUTPUT_MISMATCH = 3, 4, 5
+DTYPE_INT8 = 1
+FLAG_CYCLES_VALID, FLAG_REPLAYED = 0x01, 0x02
 CLOCK_START_US = 1000
 CLOCK_STEP_US = 25
 
@@ -205,6 +210,11 @@ class RefDevice:
         self.now += CLOCK_STEP_US
         return now
 
+    def _cycles(self) -> int:
+        """A device with a clock_hz counts cycles; the host shim has no counter and reads the
+        clock again, scaled to clock_hz."""
+        return (self._clock() * self.info.clock_hz // 1_000_000) & 0xFFFFFFFF
+
     def _delimiter(self) -> bytes:
         encoded = bytes(self.pending)
         self.pending.clear()
@@ -248,15 +258,19 @@ class RefDevice:
         for entry in self.cache:
             if entry is not None and entry[0] == seq:
                 result = bytearray(entry[1])
-                result[0] |= 0x02
+                result[0] |= FLAG_REPLAYED
                 return self._reply(RESULT, seq, bytes(result))
+        counts_cycles = self.info.clock_hz != 0
         t0 = self._clock()
+        c0 = self._cycles() if counts_cycles else 0
         outputs = mock_invoke(payload, self.info.output.nbytes)
+        c1 = self._cycles() if counts_cycles else 0
         t1 = self._clock()
         self.runs += 1
         if outputs is None:
             return self._error(seq, INVOKE_FAILED)
-        result = struct.pack("<BII", 0, (t1 - t0) & 0xFFFFFFFF, 0) + outputs
+        flags = FLAG_CYCLES_VALID if counts_cycles else 0
+        result = struct.pack("<BII", flags, (t1 - t0) & 0xFFFFFFFF, (c1 - c0) & 0xFFFFFFFF) + outputs
         self.cache[self.next_slot] = (seq, result)
         self.next_slot = (self.next_slot + 1) % WINDOW
         return self._reply(RESULT, seq, result)
@@ -269,12 +283,25 @@ MNIST_LIKE = Info(
     firmware_version=(0, 1, 0), arena_size=4096, arena_used=2852,
     model_hash=bytes.fromhex("0123456789abcdef"), model_size=19456, board_name="vector-board",
 )
-NOT_READY_INFO = replace(MNIST_LIKE, startup_status=3, arena_used=0,
+NOT_READY_INFO = replace(MNIST_LIKE, startup_status=ALLOCATE_TENSORS_FAILED, arena_used=0,
                          startup_message="AllocateTensors() failed: arena of 4096 bytes is too small "
                                          "for this model (needs 5120)")
 TINY = Info(input=Tensor((8,), 0.5, -3), output=Tensor((3,), 0.25, 7), clock_hz=64_000_000,
             arena_size=2048, arena_used=1234, model_hash=bytes(range(1, 9)), model_size=4321,
             board_name="b" * 40)  # a board name past the 32-byte limit: sent truncated
+# A board with a cycle counter (RESULT flag bit 0), at the Nano 33 BLE's 64 MHz.
+CYCLES_INFO = replace(MNIST_LIKE, clock_hz=64_000_000)
+# Every other start-up status, with the message a board sends for it.
+STARTUP_FAILURES = {
+    SCHEMA_MISMATCH: "model schema version 2 differs from the supported 3",
+    OP_REGISTRATION_FAILED: "op resolver registration failed",
+    INPUT_MISMATCH: "input tensor differs from model_settings.h",
+    OUTPUT_MISMATCH: "output tensor differs from model_settings.h",
+}
+STARTUP_FAILURE_INFOS = {
+    status: replace(MNIST_LIKE, startup_status=status, arena_used=0, startup_message=text)
+    for status, text in STARTUP_FAILURES.items()
+}
 
 
 def _nonzero_bytes(rng: random.Random, n: int) -> bytes:
@@ -303,8 +330,12 @@ def _exchange(name: str, info: Info, sends: list[bytes | None], note: str) -> di
     return {"name": name, "note": note, "device_info": info_name(info), "steps": steps}
 
 
+DEVICE_INFOS = {"mnist_like": MNIST_LIKE, "not_ready": NOT_READY_INFO, "tiny": TINY, "cycles": CYCLES_INFO,
+                **{f"startup_status_{status}": info for status, info in STARTUP_FAILURE_INFOS.items()}}
+
+
 def info_name(info: Info) -> str:
-    return {MNIST_LIKE: "mnist_like", NOT_READY_INFO: "not_ready", TINY: "tiny"}[info]
+    return next(name for name, candidate in DEVICE_INFOS.items() if candidate == info)
 
 
 def build_vectors() -> dict[str, Any]:
@@ -337,7 +368,7 @@ def build_vectors() -> dict[str, Any]:
         _exchange("hello clears the cache", MNIST_LIKE, [infer2, hello1, infer2],
                   "after HELLO the same seq runs again (flags 0)"),
         _exchange("window eviction", MNIST_LIKE, [*window, window[0], window[-1]],
-                  "9 requests: the oldest is evicted and runs again, the newest is replayed"),
+                  f"{WINDOW + 1} requests: the oldest is evicted and runs again, the newest is replayed"),
         _exchange("bad crc", MNIST_LIKE, [wire(bytes(bad_crc))], "one flipped payload bit -> NACK 1"),
         _exchange("bad cobs", MNIST_LIKE, [b"\x05\x11\x22\x00"], "block cut by the delimiter -> NACK 2"),
         _exchange("too short", MNIST_LIKE, [wire(raw_frame(HELLO, 1)[:5]), wire(raw_frame(HELLO, 1)[:8])],
@@ -372,6 +403,12 @@ def build_vectors() -> dict[str, Any]:
                   "a reset drops the partial frame"),
         _exchange("reset clears the cache", MNIST_LIKE, [infer2, None, infer2],
                   "after a reset the seq runs again"),
+        _exchange("cycle counter", CYCLES_INFO, [hello1, infer2, infer2],
+                  "clock_hz 64 MHz: RESULT flags 1 with 25 us x 64 cycles; the replay keeps them "
+                  "(flags 3)"),
+        *(_exchange(f"startup status {status}", info, [hello1, infer2],
+                    f"INFO reports start-up status {status} and its message; INFER -> ERROR 20")
+          for status, info in STARTUP_FAILURE_INFOS.items()),
         _exchange("tiny model", TINY, [hello1, frame(INFER, 2, tiny_ok), frame(INFER, 3, bytes(9)),
                                        frame(INFER, 4, bytes(167))],
                   "8-byte input: max_payload is 166 (the INFO size), so 167 bytes is FRAME_TOO_LARGE"),
@@ -392,8 +429,10 @@ def build_vectors() -> dict[str, Any]:
         "mock_engine": "output[j] = int8(sum of the input bytes read as int8 + 3*j) for j < output bytes; "
                        "invoke fails when input[0] == -128",
         "fake_clock": {"start_us": CLOCK_START_US, "step_us": CLOCK_STEP_US,
-                       "note": "each read returns the time, then advances; read twice per fresh INFER"},
-        "device_infos": {info_name(i): i.to_json() for i in (MNIST_LIKE, NOT_READY_INFO, TINY)},
+                       "note": "each read returns the time, then advances; read twice per fresh INFER, "
+                               "four times when clock_hz is not 0 (micros, cycles, cycles, micros; "
+                               "cycles = the read x clock_hz / 1e6)"},
+        "device_infos": {name: info.to_json() for name, info in DEVICE_INFOS.items()},
         "exchanges": exchanges,
     }
 

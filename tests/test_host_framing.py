@@ -70,7 +70,8 @@ def test_cobs_block_boundaries() -> None:
 def test_cobs_round_trip_has_no_zero(data: bytes) -> None:
     encoded = cobs_encode(data)
     assert b"\x00" not in encoded
-    assert len(encoded) <= len(data) + len(data) // 254 + 1
+    # At most one code byte per started 254-byte block, and one for empty data.
+    assert len(encoded) <= len(data) + max(1, -(-len(data) // 254))
     assert cobs_decode(encoded) == data
 
 
@@ -136,39 +137,31 @@ def test_stream_decoder_drops_runaway_garbage() -> None:
     assert decoder.feed(b"\x00" + encode_hello(9)) == [encode_hello(9)[:-1]]
 
 
+def _le(value: int, size: int, signed: bool = False) -> bytes:
+    return value.to_bytes(size, "little", signed=signed)
+
+
 def _info_payload(board: bytes = b"nano33ble", message: bytes = b"") -> bytes:
-    fixed = struct.pack(
-        "<B3BBBHIII8sBB4HBB4HfifiI",
-        1,
-        0,
-        1,
-        2,
-        8,
-        0,
-        784,
-        64_000_000,
-        4400,
-        3376,
-        bytes.fromhex("0123456789abcdef"),
-        1,
-        4,
-        1,
-        28,
-        28,
-        1,
-        1,
-        2,
-        1,
-        10,
-        0,
-        0,
-        0.5,
-        -128,
-        0.25,
-        -100,
-        19040,
-    )
-    return fixed + bytes([len(board)]) + board + bytes([len(message)]) + message
+    """An INFO payload laid out by hand at the offsets of docs/protocol.md section 3 (not with
+    the host's own struct format)."""
+    p = bytearray(68)
+    p[0] = 1  # protocol version
+    p[1:4] = bytes([0, 1, 2])  # firmware 0.1.2
+    p[4] = 8  # window
+    p[5] = 0  # ready
+    p[6:8] = _le(784, 2)
+    p[8:12] = _le(64_000_000, 4)
+    p[12:16] = _le(4400, 4)
+    p[16:20] = _le(3376, 4)
+    p[20:28] = bytes.fromhex("0123456789abcdef")
+    p[28:38] = bytes([1, 4]) + b"".join(_le(d, 2) for d in (1, 28, 28, 1))
+    p[38:48] = bytes([1, 2]) + b"".join(_le(d, 2) for d in (1, 10, 0, 0))
+    p[48:52] = bytes.fromhex("0000003f")  # 0.5 as IEEE-754 single, little-endian
+    p[52:56] = _le(-128, 4, signed=True)
+    p[56:60] = bytes.fromhex("0000803e")  # 0.25
+    p[60:64] = _le(-100, 4, signed=True)
+    p[64:68] = _le(19040, 4)
+    return bytes(p) + bytes([len(board)]) + board + bytes([len(message)]) + message
 
 
 def test_decode_info_fields() -> None:
@@ -181,6 +174,8 @@ def test_decode_info_fields() -> None:
     assert info.input_shape == (1, 28, 28, 1) and info.output_shape == (1, 10)
     assert (info.input_scale, info.input_zero_point, info.output_zero_point) == (0.5, -128, -100)
     assert info.board == "nano33ble" and info.startup_error == "boom" and info.model_bytes == 19040
+    assert (info.arena_size, info.arena_used, info.output_scale) == (4400, 3376, 0.25)
+    assert info.input_dtype == info.output_dtype == "int8" and info.startup_status == 0
 
 
 def test_decode_info_rejects_truncation() -> None:
@@ -269,4 +264,6 @@ def test_vectors_device_replies_decode() -> None:
                     total = sum(b - 256 if b > 127 else b for b in sent[reply.seq])
                     expected = bytes(((total + 3 * j) & 0xFF) for j in range(len(reply.output)))
                     assert reply.output == expected, exchange["name"]
+                    # A device that reports a clock counts cycles (RESULT flag bit 0).
+                    assert (reply.cycles is not None) == (want["clock_hz"] != 0), exchange["name"]
     assert decoded >= len(vectors["exchanges"])

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <new>
+#include <stddef.h>
 #include <string.h>
 
 #include "crc32.h"
@@ -82,19 +83,29 @@ class CallbackEngine final : public core::Engine {
 
 class CallbackClock final : public core::Clock {
  public:
-  void Configure(tm_clock_fn fn, void* user) {
+  void Configure(tm_clock_fn fn, void* user, uint32_t clock_hz) {
     fn_ = fn;
     user_ = user;
+    clock_hz_ = clock_hz;
   }
   uint32_t micros() override {
     if (fn_ != nullptr) return fn_(user_);
     const auto now = std::chrono::steady_clock::now().time_since_epoch();
     return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(now).count());
   }
+  // A device that reports a clock_hz counts cycles. The host has no cycle counter, so the
+  // cycles are the microsecond clock read again and scaled to clock_hz: the RESULT cycles
+  // flag then takes the same path through the core as on the board (a fake clock sees four
+  // reads per INFER: micros, cycles, cycles, micros).
+  bool has_cycles() const override { return clock_hz_ != 0; }
+  uint32_t cycles() override {
+    return static_cast<uint32_t>(static_cast<uint64_t>(micros()) * clock_hz_ / 1000000u);
+  }
 
  private:
   tm_clock_fn fn_ = nullptr;
   void* user_ = nullptr;
+  uint32_t clock_hz_ = 0;
 };
 
 class BatchingTransport final : public core::Transport {
@@ -145,7 +156,7 @@ int32_t Start(tm_invoke_fn invoke_fn, tm_clock_fn clock_fn, tm_write_fn write_fn
   const uint32_t out = core::TensorBytes(g_info.output);
   if (in == 0 || out == 0 || out > kMaxOutputBytes) return TM_ERR_SIZES;
   g_engine.Configure(invoke_fn, user, in, out, arena_used);
-  g_clock.Configure(clock_fn, user);
+  g_clock.Configure(clock_fn, user, g_info.clock_hz);
   g_transport.Configure(write_fn, user);
   core::Dispatcher* d = new (g_dispatcher_storage) core::Dispatcher(
       g_info, g_engine, g_clock, g_transport,
@@ -230,5 +241,62 @@ uint32_t tm_cobs_encode(const uint8_t* src, uint32_t len, uint8_t* dst, uint32_t
   memcpy(dst, g_scratch, n);
   return static_cast<uint32_t>(n);
 }
+
+#define TM_NAMED(group, enumerator, name, value) {group "." #name, value},
+#define TM_MESSAGE_TYPE(enumerator, name, value) TM_NAMED("MsgType", enumerator, name, value)
+#define TM_CODE(enumerator, name, value) TM_NAMED("Code", enumerator, name, value)
+#define TM_STARTUP(enumerator, name, value) TM_NAMED("StartupStatus", enumerator, name, value)
+#define TM_DTYPE(enumerator, name, value) TM_NAMED("Dtype", enumerator, name, value)
+#define TM_FLAG(enumerator, name, value) TM_NAMED("ResultFlag", enumerator, name, value)
+#define TM_INFO_FIELD(enumerator, field, offset, size) \
+  {"InfoField." #field ".offset", offset}, {"InfoField." #field ".size", size},
+#define TM_SIZEOF(type) {"sizeof(" #type ")", sizeof(type)},
+#define TM_OFFSETOF(type, field) {"offsetof(" #type ", " #field ")", offsetof(type, field)},
+
+static const tm_constant kProtocolConstants[] = {
+    {"PROTOCOL_VERSION", core::kProtocolVersion},
+    {"SEQ_UNKNOWN", core::kSeqUnknown},
+    {"HEADER_BYTES", core::kHeaderBytes},
+    {"CRC_BYTES", core::kCrcBytes},
+    {"MAX_PAYLOAD_FIELD", core::kMaxPayloadField},
+    {"WINDOW", core::kWindow},
+    {"BOARD_NAME_MAX", core::kBoardNameMax},
+    {"STARTUP_MESSAGE_MAX", core::kStartupMessageMax},
+    {"ERROR_MESSAGE_MAX", core::kErrorMessageMax},
+    {"INFO_FIXED_BYTES", core::kInfoFixedBytes},
+    {"INFO_PAYLOAD_MAX", core::kInfoPayloadMax},
+    {"RESULT_HEADER_BYTES", core::kResultHeaderBytes},
+    CORE_MESSAGE_TYPES(TM_MESSAGE_TYPE)
+    CORE_CODES(TM_CODE)
+    CORE_STARTUP_STATUSES(TM_STARTUP)
+    CORE_DTYPES(TM_DTYPE)
+    CORE_RESULT_FLAGS(TM_FLAG)
+    CORE_INFO_FIELDS(TM_INFO_FIELD)
+    TM_SIZEOF(tm_tensor_info)
+    TM_OFFSETOF(tm_tensor_info, dtype)
+    TM_OFFSETOF(tm_tensor_info, rank)
+    TM_OFFSETOF(tm_tensor_info, dims)
+    TM_OFFSETOF(tm_tensor_info, scale)
+    TM_OFFSETOF(tm_tensor_info, zero_point)
+    TM_SIZEOF(tm_device_info)
+    TM_OFFSETOF(tm_device_info, firmware_version)
+    TM_OFFSETOF(tm_device_info, startup_status)
+    TM_OFFSETOF(tm_device_info, clock_hz)
+    TM_OFFSETOF(tm_device_info, arena_size)
+    TM_OFFSETOF(tm_device_info, arena_used)
+    TM_OFFSETOF(tm_device_info, model_hash)
+    TM_OFFSETOF(tm_device_info, input)
+    TM_OFFSETOF(tm_device_info, output)
+    TM_OFFSETOF(tm_device_info, model_size)
+    TM_OFFSETOF(tm_device_info, board_name)
+    TM_OFFSETOF(tm_device_info, startup_message)
+};
+
+const tm_constant* tm_protocol_constants(uint32_t* count) {
+  if (count != nullptr) *count = sizeof kProtocolConstants / sizeof kProtocolConstants[0];
+  return kProtocolConstants;
+}
+
+uint32_t tm_encoded_frame_capacity(uint32_t raw) { return core::EncodedFrameCapacity(raw); }
 
 }  // extern "C"

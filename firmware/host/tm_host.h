@@ -58,7 +58,8 @@ typedef struct tm_device_info {
  * carrying startup_error. */
 int32_t tm_init_model(tm_invoke_fn invoke_fn, tm_clock_fn clock_fn, tm_write_fn write_fn, void* user,
                       uint8_t startup_status, const char* startup_error, uint32_t arena_used);
-/* Any device info (tests, vectors). */
+/* Any device info (tests, vectors). A clock_hz other than 0 makes the device count cycles
+ * (RESULT flag bit 0): the clock is read again around the invoke and scaled to clock_hz. */
 int32_t tm_init_custom(const tm_device_info* info, tm_invoke_fn invoke_fn, tm_clock_fn clock_fn,
                        tm_write_fn write_fn, void* user);
 
@@ -82,6 +83,21 @@ const char* tm_model_hash(void); /* 16 hex digits */
  * does not fit dst_cap (or len > 65544). */
 uint32_t tm_crc32(const uint8_t* data, uint32_t len);
 uint32_t tm_cobs_encode(const uint8_t* src, uint32_t len, uint8_t* dst, uint32_t dst_cap);
+
+/* The protocol facts of firmware/lib/core/protocol.h (message types, codes, start-up
+ * statuses, dtypes, result flags, INFO field offsets and sizes, header sizes and limits)
+ * and the layout of the structs above, as a table of names and values for the test that
+ * compares them with the Python side. Names: "MsgType.HELLO", "InfoField.clock_hz.offset",
+ * "sizeof(tm_device_info)", "offsetof(tm_device_info, clock_hz)", "HEADER_BYTES", ...
+ * *count receives the number of entries. */
+typedef struct tm_constant {
+  const char* name;
+  int64_t value;
+} tm_constant;
+const tm_constant* tm_protocol_constants(uint32_t* count);
+/* core::EncodedFrameCapacity: the most wire bytes (delimiter included) a raw frame of
+ * `raw` bytes can take. */
+uint32_t tm_encoded_frame_capacity(uint32_t raw);
 
 #ifdef __cplusplus
 }

@@ -26,11 +26,11 @@ uint32_t FloatBits(float value) {
   return bits;
 }
 
-// Tensor block: dtype, rank, 4 dims (offsets 28..47 of INFO).
-void PutTensorShape(const TensorInfo& t, uint8_t* p) {
-  p[0] = t.dtype;
-  p[1] = t.rank;
-  for (int i = 0; i < 4; ++i) PutU16(p + 2 + 2 * i, t.dims[i]);
+// Tensor block: dtype, rank, 4 dims, at the offsets of CORE_INFO_FIELDS.
+void PutTensorShape(const TensorInfo& t, uint8_t* dtype, uint8_t* rank, uint8_t* dims) {
+  *dtype = t.dtype;
+  *rank = t.rank;
+  for (int i = 0; i < 4; ++i) PutU16(dims + 2 * i, t.dims[i]);
 }
 
 uint8_t* PutString(const char* text, size_t limit, uint8_t* p) {
@@ -42,25 +42,23 @@ uint8_t* PutString(const char* text, size_t limit, uint8_t* p) {
 }  // namespace
 
 void EncodeInfo(const DeviceInfo& info, uint32_t max_payload, uint32_t arena_used, uint8_t* out) {
-  out[0] = kProtocolVersion;
-  out[1] = info.firmware_version[0];
-  out[2] = info.firmware_version[1];
-  out[3] = info.firmware_version[2];
-  out[4] = static_cast<uint8_t>(kWindow);
-  out[5] = info.startup_status;
-  PutU16(out + 6, static_cast<uint16_t>(max_payload));
-  PutU32(out + 8, info.clock_hz);
-  PutU32(out + 12, info.arena_size);
-  PutU32(out + 16, arena_used);
-  memcpy(out + 20, info.model_hash, 8);
-  PutTensorShape(info.input, out + 28);
-  PutTensorShape(info.output, out + 38);
-  PutU32(out + 48, FloatBits(info.input.scale));
-  PutU32(out + 52, static_cast<uint32_t>(info.input.zero_point));
-  PutU32(out + 56, FloatBits(info.output.scale));
-  PutU32(out + 60, static_cast<uint32_t>(info.output.zero_point));
-  PutU32(out + 64, info.model_size);
-  uint8_t* p = PutString(info.board_name, kBoardNameMax, out + 68);
+  out[kInfoProtocolVersion] = kProtocolVersion;
+  memcpy(out + kInfoFirmwareVersion, info.firmware_version, 3);
+  out[kInfoWindow] = static_cast<uint8_t>(kWindow);
+  out[kInfoStartupStatus] = info.startup_status;
+  PutU16(out + kInfoMaxPayload, static_cast<uint16_t>(max_payload));
+  PutU32(out + kInfoClockHz, info.clock_hz);
+  PutU32(out + kInfoArenaSize, info.arena_size);
+  PutU32(out + kInfoArenaUsed, arena_used);
+  memcpy(out + kInfoModelHash, info.model_hash, 8);
+  PutTensorShape(info.input, out + kInfoInputDtype, out + kInfoInputRank, out + kInfoInputDims);
+  PutTensorShape(info.output, out + kInfoOutputDtype, out + kInfoOutputRank, out + kInfoOutputDims);
+  PutU32(out + kInfoInputScale, FloatBits(info.input.scale));
+  PutU32(out + kInfoInputZeroPoint, static_cast<uint32_t>(info.input.zero_point));
+  PutU32(out + kInfoOutputScale, FloatBits(info.output.scale));
+  PutU32(out + kInfoOutputZeroPoint, static_cast<uint32_t>(info.output.zero_point));
+  PutU32(out + kInfoModelSize, info.model_size);
+  uint8_t* p = PutString(info.board_name, kBoardNameMax, out + kInfoBoardNameLength);
   PutString(info.startup_message, kStartupMessageMax, p);
 }
 
