@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from common.commit import temp_path
 
 
 def _umask() -> int:
@@ -26,13 +27,12 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix,
-                                    dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A pid-tagged name (not mkstemp's): a later stage can tell a killed writer's leftovers.
+    tmp = temp_path(target, suffix)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         yield tmp
-        # mkstemp creates 0600; give the result the permissions a plain open() would.
+        # Created 0600; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:

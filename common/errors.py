@@ -47,14 +47,25 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.filename is None or os.environ.get("TINYML_DEBUG"):
+            return _internal(exc)
+        # A file or folder the user can fix (permissions, a directory in place of a file, a
+        # full disk): the run-folder exit code, not an internal error.
+        print(f"error: cannot access {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return DataError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the boundary: never show a traceback by default
-        if os.environ.get("TINYML_DEBUG"):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: internal error: {type(exc).__name__}: {first} (set TINYML_DEBUG=1 for details)",
-              file=sys.stderr)
-        return 70
+        return _internal(exc)
     return int(code or 0)
+
+
+def _internal(exc: Exception) -> int:
+    if os.environ.get("TINYML_DEBUG"):
+        raise exc
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    print(f"error: internal error: {type(exc).__name__}: {first} (set TINYML_DEBUG=1 for details)",
+          file=sys.stderr)
+    return 70

@@ -38,10 +38,24 @@ REPORT_HTML = "report.html"
 # `python -m host_tools compare` writes its figures as compare_<what>.png.
 COMPARE_PNG_PATTERN = "compare_*.png"
 
+# Each stage's record: the hash of every file it wrote and what it was made from
+# (common/commit.py, common/provenance.py). Written last, so no record = the stage did not finish.
+TRAIN_RECORD = "train_record.json"
+CONVERT_RECORD = "convert_record.json"
+# One writer per run folder (common/runlock.py); holds the holder's pid and command.
+LOCK_FILE = "run.lock"
+
+TRAIN_OUTPUTS = (MODEL_KERAS, TEST_SET_NPZ, CALIBRATION_SET_NPZ, HISTORY_JSON, HISTORY_PNG,
+                 TRAIN_METRICS_JSON, TRAIN_CONFUSION_PNG, TRAIN_REPORT_TXT, TRAIN_REPORT_JSON, TRAIN_RECORD)
+CONVERT_OUTPUTS = (MODEL_TFLITE, CONVERT_REPORT_JSON, DESKTOP_OUTPUTS_NPZ, CONVERT_RECORD)
+EVALUATE_OUTPUTS = (DEVICE_EVAL_JSON, DEVICE_EVAL_JOURNAL)
+COMPARE_OUTPUTS = (REPORT_MD, REPORT_HTML)
+
 # Files derived from an earlier stage's output. A stage that writes a new model removes them,
 # so a later stage can never score old outputs against the new model's labels.
 DOWNSTREAM_OF_CONVERT = (DEVICE_EVAL_JSON, DEVICE_EVAL_JOURNAL, REPORT_MD, REPORT_HTML, COMPARE_PNG_PATTERN)
-DOWNSTREAM_OF_TRAIN = (MODEL_TFLITE, CONVERT_REPORT_JSON, DESKTOP_OUTPUTS_NPZ, *DOWNSTREAM_OF_CONVERT)
+DOWNSTREAM_OF_TRAIN = (CONVERT_RECORD, MODEL_TFLITE, CONVERT_REPORT_JSON, DESKTOP_OUTPUTS_NPZ,
+                       *DOWNSTREAM_OF_CONVERT)
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
@@ -71,3 +85,11 @@ def require(run: Path, name: str, produced_by: str) -> Path:
     if not path.is_file():
         raise DataError(f"{path} not found: run `{produced_by}` first (or pass --run DIR)")
     return path
+
+
+def refuse_directories(run: Path, names: tuple[str, ...]) -> None:
+    """A directory where a stage must write a file fails only at the final rename; refuse it first."""
+    for name in names:
+        path = Path(run) / name
+        if path.is_dir() and not path.is_symlink():
+            raise DataError(f"{path} is a directory where a file belongs: remove or rename it")

@@ -6,8 +6,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import runfolder
+from common import provenance, runfolder, runlock
 from common.errors import UsageError
+from common.limits import check_keras_file
 from common.quiet import quiet_tensorflow
 from convert import arena
 from convert.boards import BOARDS, board_by_name
@@ -64,7 +65,7 @@ def summary(result: ConvertResult) -> list[str]:
         f"accuracy   float {_pct(acc['float'])}, LiteRT int8 {_pct(acc['litert_int8'])}, "
         f"TFLM {_pct(acc['tflm'])}" + (f" ({r['accuracy_note']})" if r["accuracy_note"] else ""),
         f"agreement  TFLM vs LiteRT on {r['verified_samples']} samples: "
-        f"top-1 {100 * agree['top1_agreement']:.2f}%, "
+        + (f"top-1 {100 * agree['top1_agreement']:.2f}%, " if r.get("classifier", True) else "") +
         f"identical {100 * agree['identical_share']:.2f}%, max diff {agree['max_abs_diff_lsb']} LSB "
         f"(identical {100 * r['agreement_tflm_vs_litert_builtin']['identical_share']:.2f}% "
         "with LiteRT's builtin kernels)",
@@ -101,10 +102,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     for option, folder in (("--run", args.run), ("--firmware-dir", args.firmware_dir)):
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{option} {folder} is a file, not a folder")
+    if args.from_tflite is None:
+        runfolder.require(args.run, runfolder.MODEL_KERAS, "python -m train")
+    # One writer per run folder; unwritable folders and train's interrupted or mixed outputs
+    # are refused here, before TensorFlow loads.
+    with runlock.hold(args.run, "python -m convert", create=True):
+        runfolder.refuse_directories(args.run, runfolder.CONVERT_OUTPUTS)
+        runlock.check_writable(args.firmware_dir)
+        if args.from_tflite is None:
+            provenance.check_train(args.run)
+            check_keras_file(args.run / runfolder.MODEL_KERAS)
+        result = _convert(args)
+    print("\n".join(summary(result)))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> ConvertResult:
     quiet_tensorflow()
     opts = ConvertOptions(run=args.run, firmware_dir=args.firmware_dir, board=board_by_name(args.board),
                           from_tflite=args.from_tflite, calibration_size=args.calibration_size,
                           seed=args.seed, arena_margin_percent=args.arena_margin)
-    result = convert(opts)
-    print("\n".join(summary(result)))
-    return 0
+    return convert(opts)

@@ -1,42 +1,38 @@
-"""Write a group of files all or nothing: stage every file first, then rename them into place.
+"""Write a group of files all or nothing: stage every file first, then commit them together.
 
-A failure while staging (disk full, permission) leaves every target untouched. The renames
-happen only after all content is on disk; each rename is atomic, so a reader never sees a
-half-written file.
+A failure while staging (disk full, permission) leaves every target untouched. With a run
+folder the commit goes through ``common.commit``: convert's record is removed before the
+first rename and written after the last, so a folder left between the two is refused by
+every later stage; the record names what the files were made from.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
-
-def _default_mode() -> int:
-    """rw for everyone the umask allows, as open() would give; mkstemp's 0600 would hide
-    generated sources from other users of a shared checkout."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+from common.commit import StagedCommit
+from common.errors import DataError
 
 
-def write_all(files: dict[Path, bytes]) -> None:
-    mode = _default_mode()
-    staged: list[tuple[Path, Path]] = []
+def write_all(files: dict[Path, bytes], run: Path | None = None, stage: str = "convert") -> None:
+    """Stage and commit ``files``; the run folder (default: the folder of the convert_report.json
+    among them) gets convert's record."""
+    from common import provenance, runfolder
+
+    if run is None:
+        run = next((p.parent for p in files if p.name == runfolder.CONVERT_REPORT_JSON), None)
+    folder = run if run is not None else Path(os.path.commonpath([str(p.parent) for p in files]))
     try:
-        for target, data in files.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            staged.append((Path(tmp_name), target))
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, target in staged:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with StagedCommit(folder, stage) as staged:
+            for target, data in files.items():
+                staged.write(target, data)
+            record = provenance.convert_record(run, files) if run is not None else None
+            if run is None:
+                # No record without a run folder: rename only (the files still all land together).
+                staged.commit_plain()
+            else:
+                staged.commit(record)
+    except OSError as exc:
+        where = exc.filename or folder
+        raise DataError(f"cannot write {where}: {exc.strerror or exc}") from None

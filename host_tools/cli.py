@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from common import runfolder
+from common import runfolder, runlock
 from common.errors import DataError, UsageError, run_cli
 from host_tools.linksim import LINK_PRESETS, FaultConfig
 
@@ -47,7 +48,16 @@ def _port_argument(parser: argparse.ArgumentParser) -> None:
         default=AUTO,
         metavar="PORT",
         help="serial port of the board; `auto` picks the only Arduino board attached, "
-        "`virtual` starts a virtual board for the run folder (default: %(default)s)",
+        "`virtual` starts a virtual board for the run folder, a pyserial URL such as "
+        "socket://HOST:PORT or rfc2217://HOST:PORT reaches a board on another machine "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--trace",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="log every frame in both directions, decoded, to FILE (default: stderr)",
     )
 
 
@@ -170,21 +180,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _device(port: str, run: Path) -> Iterator[tuple[object, str, bool]]:
-    """An open link for --port (auto, virtual or a path): (link, label, virtual)."""
-    from host_tools.link import SerialLink
+def _device(port: str, run: Path, trace: str | None = None) -> Iterator[tuple[object, str, bool]]:
+    """An open link for --port (auto, virtual, a path or a URL): (link, label, virtual)."""
+    from host_tools.link import SerialLink, open_trace
 
     if port == VIRTUAL:
         from host_tools.virtual_process import virtual_board
 
-        with virtual_board(run) as path, SerialLink(path) as link:
+        with open_trace(trace) as stream, virtual_board(run) as path, SerialLink(path, stream) as link:
             yield link, path, True
         return
     if port == AUTO:
         from host_tools.ports import auto_port
 
         port = auto_port()
-    with SerialLink(port) as link:
+    with open_trace(trace) as stream, SerialLink(port, stream) as link:
         yield link, port, False
 
 
@@ -239,14 +249,24 @@ def _cmd_virtual_board(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from host_tools.info import show_info
 
-    with _device(args.port, args.run) as (link, label, virtual):
+    with _device(args.port, args.run, args.trace) as (link, label, virtual):
         return show_info(link, label, args.run, virtual_hint=VIRTUAL_HINT if virtual else None)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from common import provenance
     from host_tools.evaluate import evaluate
 
-    with _device(args.port, args.run) as (link, label, virtual):
+    # One evaluation per run folder (two would garble one journal); the model and test split
+    # must be convert's, checked before a board or the virtual board is touched.
+    with runlock.hold(args.run, "python -m host_tools evaluate"):
+        runfolder.refuse_directories(args.run, runfolder.EVALUATE_OUTPUTS)
+        provenance.check_convert(args.run)
+        return _evaluate(args, evaluate)
+
+
+def _evaluate(args: argparse.Namespace, evaluate: Callable[..., Any]) -> int:
+    with _device(args.port, args.run, args.trace) as (link, label, virtual):
         outcome = evaluate(
             args.run,
             link,
@@ -260,7 +280,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
     s = outcome.summary
     print(
-        f"accuracy {outcome.accuracy:.2%} on {outcome.samples} samples ({outcome.evaluated_now} now, "
+        (f"accuracy {outcome.accuracy:.2%}" if outcome.accuracy is not None else "evaluated")
+        + f" on {outcome.samples} samples ({outcome.evaluated_now} now, "
         f"{s['resumed_from_journal']} from the journal) in {outcome.wall_time_s:.1f} s; "
         f"retransmissions {s['retransmissions']}, NACKs {s['nacks']}, handshakes: {s['handshakes']}"
     )
@@ -271,10 +292,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from host_tools.compare import compare
 
-    paths = compare(args.run)
+    with runlock.hold(args.run, "python -m host_tools compare"):
+        runfolder.refuse_directories(args.run, runfolder.COMPARE_OUTPUTS)
+        _check_identities(args.run)
+        paths = compare(args.run)
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def _check_identities(run: Path) -> None:
+    """Device results, desktop outputs and the test split belong to one model and split."""
+    import json
+
+    from common import provenance
+
+    if not (run / runfolder.CONVERT_REPORT_JSON).exists():
+        return  # compare names the missing file itself
+    digest = provenance.test_split_digest(run)
+    record = provenance.check_convert(run, digest)
+    device_path = run / runfolder.DEVICE_EVAL_JSON
+    if device_path.is_file():
+        try:
+            device = json.loads(device_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{device_path} is unreadable ({exc}): regenerate it with "
+                            f"`{provenance.EVALUATE_CMD}`") from None
+        if not isinstance(device, dict):
+            raise DataError(f"{device_path} does not hold a JSON object: regenerate it with "
+                            f"`{provenance.EVALUATE_CMD}`")
+        provenance.check_device_results(run, device, record["model_hash"], digest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 from common import runfolder
 from common.atomic import write_text
 from common.errors import DataError
+from common.provenance import EVALUATE, split_digest
 from common.quant import model_hash, read_io_spec
 from host_tools.journal import JournalState, JournalWriter, read_journal, sample_line
 from host_tools.link import SerialLink
@@ -44,9 +44,9 @@ def load_expected(run: Path) -> ExpectedModel:
 
 @dataclass(frozen=True)
 class TestInputs:
-    labels: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64; -1 where the test split has no class labels
     inputs: np.ndarray  # (N, input bytes) int8, quantized with the model's input spec
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None
     digest: str  # identifies the test split a journal belongs to
 
 
@@ -58,13 +58,14 @@ def load_inputs(run: Path, expected: ExpectedModel) -> TestInputs:
     spec = expected.io.input
     if tuple(split.x.shape[1:]) != tuple(spec.shape[1:]):
         raise DataError(
-            f"{path} holds images of shape {list(split.x.shape[1:])} but {expected.path.name} "
+            f"{path} holds inputs of shape {list(split.x.shape[1:])} but {expected.path.name} "
             f"takes {list(spec.shape[1:])}: the run folder mixes two models"
         )
     # Quantize everything up front, vectorised: the streaming loop only slices bytes.
     q = spec.quantize(split.x).reshape(len(split.x), -1)
-    digest = hashlib.sha256(split.x.tobytes() + split.y.tobytes()).hexdigest()[:16]
-    return TestInputs(labels=split.y, inputs=np.ascontiguousarray(q), class_names=split.labels, digest=digest)
+    y = split.y if split.y is not None else np.full(len(split.x), -1, dtype=np.int64)
+    digest = split_digest(split.x, split.y)
+    return TestInputs(labels=y, inputs=np.ascontiguousarray(q), class_names=split.labels, digest=digest)
 
 
 def device_record(info: Info) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class EvalOutcome:
     path: Path
     samples: int
     evaluated_now: int
-    accuracy: float
+    accuracy: float | None
     wall_time_s: float
     summary: dict[str, Any]
 
@@ -155,6 +156,14 @@ def evaluate(
     state = JournalState() if restart else read_journal(journal_path)
     if state.header is not None:
         _check_journal(journal_path, state.header, expected, data)
+        out_len = expected.io.output.size
+        wrong = [i for i, rec in state.samples.items() if len(rec["output"]) != out_len or i >= len(data.labels)]
+        for i in wrong:
+            del state.samples[i]
+        state.skipped += len(wrong)
+        if state.skipped:
+            log(f"skipped {state.skipped} malformed line(s) of {journal_path.name}; their samples are "
+                "evaluated again")
     session = Session(link, expected, **({"flash_hint": flash_hint} if flash_hint else {}))
     info = session.handshake()
     if restart and journal_path.exists():
@@ -173,6 +182,7 @@ def evaluate(
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     writer = JournalWriter(journal_path, None if state.header is None else state.good_bytes)
+    session.on_idle = writer.flush_pending  # nothing received is lost to a kill during a long wait
     if state.header is None:
         header = {
             "kind": "header",
@@ -232,7 +242,7 @@ def final_json(
     """device_eval.json: readable header and summary, then one compact line per sample."""
     lines = ",\n".join("    " + json.dumps(s, separators=(",", ":")) for s in samples)
     return (
-        f'{{\n  "header": {json.dumps(header)},\n  "sessions": {json.dumps(sessions)},\n'
+        f'{{\n  "stage": "{EVALUATE}",\n  "header": {json.dumps(header)},\n  "sessions": {json.dumps(sessions)},\n'
         f'  "summary": {json.dumps(summary, indent=2)},\n  "samples": [\n{lines}\n  ]\n}}\n'
     )
 
@@ -268,10 +278,12 @@ def _summary(
     samples: list[dict[str, Any]], session: Session, link: SerialLink, wall: float, now: int, resumed: int
 ) -> dict[str, Any]:
     correct = sum(1 for s in samples if s["pred"] == s["label"])
+    labelled = sum(1 for s in samples if s["label"] >= 0)
     cycles = [s["cycles"] for s in samples if s["cycles"] is not None]
     return {
         "samples": len(samples),
-        "accuracy": correct / len(samples) if samples else 0.0,
+        # None without class labels: only agreement with the desktop can be measured then.
+        "accuracy": correct / labelled if labelled else None,
         "invoke_us": _stats([s["invoke_us"] for s in samples]),
         "cycles": _stats(cycles),
         "evaluated_this_run": now,

@@ -162,6 +162,13 @@ class Session:
         # New handshakes since the last accepted RESULT (a long run may meet many glitches;
         # only a device that never recovers in between is given up on).
         self._rehandshakes = 0
+        # Called whenever the host is about to wait on a silent device (e.g. to flush a
+        # journal, so a kill during a long silence loses nothing already received).
+        self.on_idle: Callable[[], None] | None = None
+
+    def _idle(self) -> None:
+        if self.on_idle is not None:
+            self.on_idle()
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -198,6 +205,7 @@ class Session:
     def handshake(self) -> Info:
         """HELLO until INFO answers (checked against the expected model), or a ``DeviceError``."""
         self.stats.handshakes += 1
+        self._idle()
         started = self._clock()
         for _ in range(timing.HELLO_ATTEMPTS):
             seq = self._next_seq()
@@ -232,13 +240,15 @@ class Session:
     # -- timing ------------------------------------------------------------------------------
 
     def _invoke_s(self) -> float:
+        """Longest Invoke() to allow for: convert's estimate or the longest the device reported,
+        never above ``timing.MAX_INVOKE_S`` (reports above it are refused in ``stream``)."""
         expected = self.expected.invoke_estimate_s if self.expected is not None else 0.0
-        return max(expected, self._invoke_max_s)
+        return min(max(expected, self._invoke_max_s), timing.MAX_INVOKE_S)
 
     def _queued_work_s(self) -> float:
         """Time the device may still spend on requests queued before a new HELLO."""
         window = self.info.window if self.info is not None else 1
-        return window * timing.INVOKE_TIMEOUT_FACTOR * self._invoke_s()
+        return min(window * timing.INVOKE_TIMEOUT_FACTOR * self._invoke_s(), timing.MAX_QUEUED_WORK_S)
 
     def _reply_timeout(self, info: Info) -> float:
         """Longest silence between replies before requests count as lost (protocol.md section 7)."""
@@ -294,9 +304,10 @@ class Session:
                 timeout = self._reply_timeout(self.info or info)
                 wait = last_progress + timeout - self._clock()
                 if not replies:
-                    replies = [
-                        self._decode(f) for f in self._frames(max(0.0, min(wait, timing.READ_SLICE_S)))
-                    ]
+                    frames = self._frames(max(0.0, min(wait, timing.READ_SLICE_S)))
+                    if not frames:
+                        self._idle()
+                    replies = [self._decode(f) for f in frames]
                 for reply in replies:
                     if reply is None:
                         continue
@@ -313,6 +324,12 @@ class Session:
                             )
                         if reply.replayed:
                             self.stats.replayed += 1
+                        if reply.invoke_us / 1e6 > timing.MAX_INVOKE_S:
+                            raise DeviceError(
+                                f"device claims an Invoke() of {reply.invoke_us / 1e6:,.1f} s, more than "
+                                f"the {timing.MAX_INVOKE_S:g} s any model that fits the board needs: "
+                                "faulty device or firmware; reset or reflash it"
+                            )
                         self._rehandshakes = 0
                         self._invoke_max_s = max(self._invoke_max_s, reply.invoke_us / 1e6)
                         self._resend_older(inflight, pending)

@@ -22,6 +22,13 @@ MAX_REHANDSHAKES = 5
 # Reply gaps and handshakes also allow this many times the longest Invoke() seen (or
 # convert's estimate before the first result): a slow model is not a lost request.
 INVOKE_TIMEOUT_FACTOR = 2.0
+# A device's own timing claims scale the waits above, so they are bounded first. No model
+# that fits the board (1 MB flash, 256 KB RAM) needs longer per Invoke() even with reference
+# kernels; a RESULT that claims more comes from a faulty device and ends the run (exit 5).
+MAX_INVOKE_S = 10.0
+# Work queued on the device before a new HELLO (window x Invoke() time) is counted up to this
+# much, so one handshake attempt waits at most HELLO_TIMEOUT_S + MAX_QUEUED_WORK_S.
+MAX_QUEUED_WORK_S = 60.0
 # Opening a port: a board that just re-enumerated may refuse for a moment.
 PORT_OPEN_TIMEOUT_S = 2.0
 # Longest single blocking read: short enough to notice Ctrl-C and deadlines promptly.

@@ -32,7 +32,8 @@ def virtual_board(run: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
     """Start ``python -m host_tools virtual-board --run RUN``; yield its pty path; stop it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "host_tools", "virtual-board", "--run", str(run), *extra_args]
+    # --run=PATH is one argument: a run folder whose name starts with "-" stays a value.
+    cmd = [sys.executable, "-m", "host_tools", "virtual-board", f"--run={run}", *extra_args]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env)
         try:

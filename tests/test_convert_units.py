@@ -173,7 +173,7 @@ def test_staged_write_replaces_all_files_or_none(tmp_path: Path, monkeypatch: py
         real_fsync(fd)
 
     monkeypatch.setattr(staged_write.os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match="disk full"):  # one line, exit 3: not an internal error
         staged_write.write_all({a: b"newer a", b: b"newer b"})
     assert a.read_bytes() == b"new a" and b.read_bytes() == b"new b"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.h", "b.h", "sub"]
