@@ -129,6 +129,14 @@ def _open_error(port: str, exc: serial.SerialException) -> DeviceError:
     return DeviceError(f"cannot open port {port}: {first}")
 
 
+def _write_timeout(port: str) -> dict[str, float]:
+    """pyserial's RFC 2217 client refuses a write timeout; its socket has its own (5 s
+    without progress), so its writes are bounded all the same."""
+    if port.lower().startswith("rfc2217://"):
+        return {}
+    return {"write_timeout": timing.WRITE_TIMEOUT_S}
+
+
 class SerialLink:
     """A serial port (or a pyserial URL) carrying frames; counts the bytes it moves."""
 
@@ -140,9 +148,8 @@ class SerialLink:
         try:
             # exclusive=True: two programs on one board would steal each other's replies
             # (URL handlers without a lock ignore it; the server side owns the port then).
-            self._ser = serial.serial_for_url(
-                port, baudrate=115200, timeout=0, write_timeout=timing.WRITE_TIMEOUT_S, exclusive=True
-            )
+            self._ser = serial.serial_for_url(port, baudrate=115200, timeout=0, exclusive=True,
+                                              **_write_timeout(port))
         except serial.SerialException as exc:
             raise _open_error(port, exc) from None
         except ValueError as exc:  # an unknown URL scheme

@@ -23,6 +23,7 @@ import serial
 from conftest import run_tool
 from core_harness import MockBoard, write_fake_generated
 from core_reference import MNIST_LIKE, RefDevice, frame
+from serial.rfc2217 import PortManager
 
 from common.errors import DeviceError, UsageError
 from host_tools.framing import StreamDecoder, build_frame, build_raw, cobs_encode, parse_frame
@@ -122,6 +123,47 @@ def test_socket_url_reaches_the_core_and_the_trace_logs_both_directions(core: Ho
     lines = trace.getvalue().splitlines()
     assert [line.split()[1:5] for line in lines] == [["->", "HELLO", "seq", "1"], ["<-", "INFO", "seq", "1"]]
     assert lines[1].endswith(reply.hex(" "))
+
+
+class _SocketWriter:
+    """What pyserial's RFC 2217 server side writes its Telnet answers to."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+
+    def write(self, data: bytes) -> None:
+        self._conn.sendall(data)
+
+
+def rfc2217_core_pump(core: HostCore) -> Callable[[socket.socket, threading.Event], None]:
+    """An RFC 2217 server (pyserial's own PortManager) in front of the C++ core."""
+
+    def pump(conn: socket.socket, stop: threading.Event) -> None:
+        board = MockBoard(core, MNIST_LIKE)
+        # The manager applies the client's port settings to a serial object: a loopback one,
+        # since the core has no settings; the data itself goes to the core.
+        manager = PortManager(serial.serial_for_url("loop://"), _SocketWriter(conn))
+        while not stop.is_set():
+            ready, _, _ = select.select([conn], [], [], BRIDGE_POLL_S)
+            if ready:
+                data = conn.recv(1 << 16)
+                if not data:
+                    return
+                replies = board.feed(b"".join(manager.filter(data)))
+                if replies:
+                    conn.sendall(b"".join(manager.escape(replies)))
+
+    return pump
+
+
+def test_rfc2217_url_reaches_the_core(core: HostCore, bridges) -> None:
+    bridge = bridges(rfc2217_core_pump(core))
+    url = bridge.url.replace("socket://", "rfc2217://")
+    hello = frame(MsgType.HELLO, 2)
+    with SerialLink(url) as link:
+        link.write(hello)
+        (reply,) = read_frames(link, 1)
+    assert reply + b"\x00" == RefDevice(MNIST_LIKE).feed(hello)
 
 
 def test_a_closed_connection_is_a_one_line_device_error(bridges) -> None:
