@@ -295,6 +295,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     with runlock.hold(args.run, "python -m host_tools compare"):
         runfolder.refuse_directories(args.run, runfolder.COMPARE_OUTPUTS)
         _check_identities(args.run)
+        # A compare killed halfway then leaves no report rather than half an old one.
+        runfolder.remove_stale(args.run, (runfolder.REPORT_MD, runfolder.REPORT_HTML))
         paths = compare(args.run)
     for path in paths:
         print(f"wrote {path}")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from common import runfolder
-from common.atomic import write_text
+from common.commit import StagedCommit
 from common.errors import DataError
 from common.provenance import EVALUATE, split_digest
 from common.quant import model_hash, read_io_spec
@@ -229,7 +229,10 @@ def evaluate(
     samples = [done[i] for i in range(total) if i in done]
     summary = _summary(samples, session, link, wall, len(todo), resumed)
     out_path = run / runfolder.DEVICE_EVAL_JSON
-    write_text(out_path, final_json(state.header, state.sessions, summary, samples))
+    # Through the run folder's one commit point (and its test-only fault hook).
+    with StagedCommit(run, EVALUATE) as staged:
+        staged.write(out_path, final_json(state.header, state.sessions, summary, samples).encode("utf-8"))
+        staged.commit_plain()
     return EvalOutcome(out_path, len(samples), len(todo), summary["accuracy"], wall, summary)
 
 
