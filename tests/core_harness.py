@@ -18,53 +18,40 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED_GENERATED_DIR = REPO / "firmware" / "lib" / "model"
 
 FAKE_MODEL = bytes(range(1, 200))  # stands in for a .tflite: only its bytes and size matter here
+FAKE_ARENA_BYTES = 4096
 
 
 def write_fake_generated(directory: Path, input_dims: tuple[int, ...] = (1, 28, 28, 1),
                          output_dims: tuple[int, ...] = (1, 10), model: bytes = FAKE_MODEL,
-                         model_hash: str = "0123456789abcdef") -> Path:
-    """The generated files as docs/architecture.md describes them, for a made-up model."""
+                         model_hash: str | None = None) -> Path:
+    """The generated files of a made-up model, rendered by convert's own templates, so they are
+    exactly what convert would write for such a model. ``model_hash`` replaces the hash of
+    ``model`` in the settings (a library that must differ from another one, or a known value)."""
+    from common.quant import IoSpec, TensorSpec
+    from convert.codegen import ArenaInfo, render
+    from convert.tflite_model import OpInfo, TfliteModel
+
+    io = IoSpec(input=TensorSpec("input", input_dims, "int8", 0.00392156863, -128),
+                output=TensorSpec("output", output_dims, "int8", 0.00390625, -128))
+    ops = tuple(OpInfo(i, name, (), ()) for i, name in enumerate(("FULLY_CONNECTED", "RESHAPE", "SOFTMAX")))
+    fake = TfliteModel(data=model, io=io, ops=ops)
+    files = render(fake, [str(i) for i in range(io.output.size)], ArenaInfo(FAKE_ARENA_BYTES, 3000, "fixed"),
+                   "fake_model.tflite", "model_int8.tflite")
+    if model_hash is not None:
+        computed = f'kModelHash[] = "{hash_of(model)}";'
+        settings = files["model_settings.h"]
+        assert computed in settings, "the settings template no longer names kModelHash"
+        files["model_settings.h"] = settings.replace(computed, f'kModelHash[] = "{model_hash}";')
     directory.mkdir(parents=True, exist_ok=True)
-    in_bytes = 1
-    for d in input_dims:
-        in_bytes *= d
-    out_bytes = 1
-    for d in output_dims:
-        out_bytes *= d
-    labels = ", ".join(f'"{i}"' for i in range(out_bytes))
-    (directory / "model_settings.h").write_text(f"""#pragma once
-namespace model {{
-constexpr char kModelHash[] = "{model_hash}";
-constexpr char kModelSource[] = "model_int8.tflite";
-constexpr int kInputRank = {len(input_dims)};
-constexpr int kInputDims[kInputRank] = {{{", ".join(map(str, input_dims))}}};
-constexpr unsigned int kInputBytes = {in_bytes};
-constexpr int kOutputRank = {len(output_dims)};
-constexpr int kOutputDims[kOutputRank] = {{{", ".join(map(str, output_dims))}}};
-constexpr unsigned int kOutputBytes = {out_bytes};
-constexpr float kInputScale = 0.00392156863f;
-constexpr int kInputZeroPoint = -128;
-constexpr float kOutputScale = 0.00390625f;
-constexpr int kOutputZeroPoint = -128;
-constexpr unsigned char kInputDtype = 1;
-constexpr unsigned char kOutputDtype = 1;
-constexpr int kNumClasses = {out_bytes};
-constexpr const char* kClassLabels[kNumClasses] = {{{labels}}};
-constexpr unsigned int kArenaSize = 4096;
-constexpr int kOpCount = 4;
-constexpr int kOperatorCount = 4;
-constexpr unsigned int kModelBytes = {len(model)};
-}}  // namespace model
-""")
-    (directory / "model_data.h").write_text(
-        "#pragma once\nnamespace model {\nextern const unsigned char kModelData[];\n"
-        "extern const unsigned int kModelDataLen;\n}  // namespace model\n")
-    body = ", ".join(str(b) for b in model)
-    (directory / "model_data.cpp").write_text(
-        '#include "model_data.h"\nnamespace model {\n'
-        f"alignas(16) const unsigned char kModelData[] = {{{body}}};\n"
-        f"const unsigned int kModelDataLen = {len(model)};\n}}  // namespace model\n")
+    for name, text in files.items():
+        (directory / name).write_text(text)
     return directory
+
+
+def hash_of(model: bytes) -> str:
+    from common.quant import model_hash
+
+    return model_hash(model)
 
 
 def to_host_info(info: Info) -> DeviceInfo:

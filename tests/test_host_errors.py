@@ -12,6 +12,7 @@ import pytest
 import serial
 from conftest import run_tool
 
+from common.errors import DeviceError
 from host_tools.ports import ARDUINO_VID, PortEntry, auto_port
 
 # A failing command must give up well within this (the handshake alone takes ~3 s).
@@ -90,9 +91,9 @@ def test_auto_port_picks_the_only_board() -> None:
     other = PortEntry("/dev/ttyS0", "serial", None, None, None)
     board = PortEntry("/dev/ttyACM0", "Nano 33 BLE", ARDUINO_VID, 0x805A, "X")
     assert auto_port([other, board]) == "/dev/ttyACM0"
-    with pytest.raises(Exception, match=r"no Arduino board found.*ttyS0"):
+    with pytest.raises(DeviceError, match=r"no Arduino board found.*ttyS0"):
         auto_port([other])
-    with pytest.raises(Exception, match=r"2 Arduino boards attached.*ttyACM0.*ttyACM1"):
+    with pytest.raises(DeviceError, match=r"2 Arduino boards attached.*ttyACM0.*ttyACM1"):
         auto_port([board, PortEntry("/dev/ttyACM1", "Nano", ARDUINO_VID, 0x805A, "Y")])
 
 

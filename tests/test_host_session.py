@@ -85,6 +85,7 @@ class FakeDevice:
     error_code: int | None = None
     infers_run: int = 0
     hellos: int = 0
+    received: list[int] = field(default_factory=list)  # INFER seqs in arrival order, copies included
     out: bytearray = field(default_factory=bytearray)
     decoder: StreamDecoder = field(default_factory=StreamDecoder)
 
@@ -98,6 +99,7 @@ class FakeDevice:
                 self.out += build_frame(MsgType.INFO, frame.seq, info_payload(self.model_hash))
                 continue
             seq = frame.seq
+            self.received.append(seq)
             if seq in self.lose:
                 self.lose.discard(seq)
                 continue
@@ -170,8 +172,12 @@ def test_lost_request_is_resent_when_a_later_result_arrives() -> None:
 
 
 def test_nack_resends_the_oldest_unanswered() -> None:
-    _, session, _ = run_session(FakeDevice(damage={5}))
-    assert session.stats.nacks == 1 and session.stats.retransmissions >= 1
+    device = FakeDevice(damage={5})
+    _, session, _ = run_session(device)
+    assert session.stats.nacks == 1 and session.stats.retransmissions == 1
+    # Seq 5 went out first among those unanswered when the NACK came: it alone is sent again.
+    assert sorted(seq for seq in set(device.received) if device.received.count(seq) > 1) == [5]
+    assert len(device.received) == 21
 
 
 def test_lost_last_request_is_resent_after_the_reply_timeout() -> None:
