@@ -14,7 +14,6 @@ Without --run it trains and converts a small dnn on mnist5k once, cached in buil
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 
 from common import runfolder
 from common.atomic import write_json
+from common.childenv import python_env
 from common.errors import ToolError, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,9 +42,7 @@ USB_FS = "usb-fs"
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
+    return python_env()
 
 
 def _tool(*args: str) -> None:

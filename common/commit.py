@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.errors import DataError
+from common.errors import DataError, first_line
 
 FAULT_ENV = "TINYML_FAULT_AT"
 FAULT_DIR_ENV = "TINYML_FAULT_DIR"
@@ -228,7 +228,7 @@ def read_record(run: Path, stage: str, rerun: str) -> dict[str, Any]:
         raise DataError(f"{path} not found: `{stage}` did not finish in {run} (interrupted, or never run); "
                         f"run `{rerun}`") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is unreadable ({str(exc).strip().splitlines()[0]}): run `{rerun}`") from None
+        raise DataError(f"{path} is unreadable ({first_line(exc)}): run `{rerun}`") from None
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict) \
             or record.get("stage") != stage:
         raise DataError(f"{path} is not a {stage} record: run `{rerun}`")

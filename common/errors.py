@@ -62,10 +62,22 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     return int(code or 0)
 
 
+def first_line(exc: BaseException | str, default: str | None = None) -> str:
+    """The first non-blank line of an exception's message (or of a text), stripped, for a
+    one-line error. An empty message gives ``default``, else the exception's type name (a
+    text gives ""), so a caller never indexes an empty list."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    if default is not None:
+        return default
+    return type(exc).__name__ if isinstance(exc, BaseException) else ""
+
+
 def _internal(exc: Exception) -> int:
     if os.environ.get("TINYML_DEBUG"):
         raise exc
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    first = first_line(exc, default="")
     print(f"error: internal error: {type(exc).__name__}: {first} (set TINYML_DEBUG=1 for details)",
           file=sys.stderr)
     return 70

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from common.commit import remove_dead_temps
-from common.errors import DataError
+from common.errors import DataError, first_line
 
 LOCK_FILE = "run.lock"
 
@@ -30,7 +30,7 @@ def _holder(fd: int) -> str:
         text = os.read(fd, 4096).decode("utf-8", "replace").strip()
     except OSError:
         text = ""
-    return text.splitlines()[0] if text else "another process"
+    return first_line(text, default="another process")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.childenv import python_env
 from common.errors import ModelError
 from common.names import shown
 
@@ -79,9 +79,7 @@ def _kernel_error(stderr: str, fallback: str) -> str:
 
 
 def _run_probe(model: bytes, arena_size: int) -> ProbeResult:
-    repo_root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo_root), env.get("PYTHONPATH", "")) if p)
+    env = python_env()
     with tempfile.TemporaryDirectory(prefix="arena_probe_") as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(model)

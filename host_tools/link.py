@@ -22,7 +22,7 @@ from typing import TextIO
 
 import serial
 
-from common.errors import DeviceError, UsageError
+from common.errors import DeviceError, UsageError, first_line
 from host_tools import timing
 from host_tools.framing import PROTOCOL_VERSION, FrameError, StreamDecoder, parse_frame
 from host_tools.messages import Code, MsgType
@@ -117,16 +117,14 @@ def _open_error(port: str, exc: serial.SerialException) -> DeviceError:
     text = str(exc)
     if is_url(port):
         # pyserial puts the URL and the socket error in one message: keep its first line.
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        return DeviceError(f"cannot open {port}: {first}")
+        return DeviceError(f"cannot open {port}: {first_line(exc)}")
     if code == errno.ENOENT or "No such file" in text or "FileNotFoundError" in text:
         return DeviceError(f"port {port} not found (see `python -m host_tools ports`)")
     if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in text:
         return DeviceError(f"port {port} is busy (another program has it open: close the serial monitor)")
     if code in (errno.EACCES, errno.EPERM):
         return DeviceError(f"no permission to open {port} (on Linux add yourself to the dialout group)")
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return DeviceError(f"cannot open port {port}: {first}")
+    return DeviceError(f"cannot open port {port}: {first_line(exc)}")
 
 
 def _write_timeout(port: str) -> dict[str, float]:

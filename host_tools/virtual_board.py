@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from common import runfolder
-from common.errors import ModelError
+from common.errors import ModelError, first_line
 from host_tools import hostlib
 from host_tools.linksim import Corrupter, DelayLine, FaultConfig
 
@@ -53,7 +53,7 @@ class TflmEngine:
             self._interp = runtime.Interpreter.from_bytes(model, arena_size=self.arena_size)
         except (RuntimeError, ValueError) as exc:
             raise ModelError(
-                f"TFLM cannot load the generated model: {str(exc).strip().splitlines()[0]}"
+                f"TFLM cannot load the generated model: {first_line(exc)}"
             ) from None
         detail = self._interp.get_input_details(0)
         self._shape = tuple(int(d) for d in detail["shape"])

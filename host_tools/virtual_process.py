@@ -13,11 +13,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from common.childenv import python_env
 from common.errors import DeviceError
 from host_tools import timing
 
-# The package root, so the child finds ``host_tools`` even when it is not installed.
-_ROOT = Path(__file__).resolve().parents[1]
 # A stopped board exits at once; a hung one is killed after this long.
 STOP_TIMEOUT_S = 5.0
 
@@ -30,8 +29,7 @@ def _last_line(text: str) -> str:
 @contextlib.contextmanager
 def virtual_board(run: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
     """Start ``python -m host_tools virtual-board --run RUN``; yield its pty path; stop it."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+    env = python_env()
     # --run=PATH is one argument: a run folder whose name starts with "-" stays a value.
     cmd = [sys.executable, "-m", "host_tools", "virtual-board", f"--run={run}", *extra_args]
     with tempfile.TemporaryFile() as err:

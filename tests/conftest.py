@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from common import board_sources
+from common.childenv import python_env
 
 ROOT = Path(__file__).resolve().parents[1]
 # CI sets this so that a test skipped for a missing cross compiler, QEMU or board sources fails
@@ -76,9 +77,7 @@ def board_core() -> Path:
 
 
 def tool_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
+    return python_env()
 
 
 def run_tool(*args: str, timeout: float = 600.0, check: bool = True) -> subprocess.CompletedProcess[str]:

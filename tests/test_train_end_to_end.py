@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from common import runfolder
+from common.childenv import python_env
 from train.cli import main
 from train.config import FitConfig
 from train.datasets import load_dataset
@@ -30,8 +31,7 @@ TRAIN_OUTPUTS = (runfolder.MODEL_KERAS, runfolder.HISTORY_JSON, runfolder.HISTOR
 def _run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     # A user's environment: no TF log-level overrides, no debug tracebacks; the repo importable
     # from any working directory.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "TINYML_DEBUG"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env = python_env({k: v for k, v in os.environ.items() if not k.startswith(("TF_", "TINYML_DEBUG"))})
     return subprocess.run([sys.executable, "-m", "train", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
 

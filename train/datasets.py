@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import DataError
+from common.errors import DataError, first_line
 from common.names import shown
 
 BUILTIN_DATASETS = ("mnist5k", "mnist", "fashion_mnist")
@@ -97,7 +97,7 @@ def _load_keras(name: str) -> Dataset:
     try:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise DataError(f"could not download {name}: {reason}; use --dataset mnist5k offline") from None
     labels = FASHION_MNIST_LABELS if name == "fashion_mnist" else None
     train = _validated(name, x_train, y_train, labels)
@@ -124,7 +124,7 @@ def load_npz(path: Path) -> Dataset:
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "Object arrays" in reason:
             # Loading pickles would run code from the file; a plain array does the same job.
             raise DataError(f"{path} holds Python objects (pickled arrays); save numbers and class "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from common.errors import DataError
+from common.errors import DataError, first_line
 from train.datasets import MIN_SAMPLES_PER_CLASS, Dataset
 
 TEST_FRACTION = 0.2
@@ -75,7 +75,7 @@ def _split(idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[
     try:
         keep, held_out = train_test_split(idx, test_size=fraction, stratify=y, random_state=seed)
     except ValueError as exc:
-        raise DataError(f"cannot split stratified: {str(exc).strip().splitlines()[0]}") from None
+        raise DataError(f"cannot split stratified: {first_line(exc)}") from None
     return keep, held_out
 
 
