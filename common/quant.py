@@ -44,9 +44,6 @@ class TensorSpec:
         q = np.where(np.abs(v - whole) >= 0.5, whole + np.sign(v), whole) + self.zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return (np.asarray(q, dtype=np.float32) - self.zero_point) * np.float32(self.scale)
-
 
 @dataclass(frozen=True)
 class IoSpec:

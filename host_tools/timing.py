@@ -29,8 +29,6 @@ MAX_INVOKE_S = 10.0
 # Work queued on the device before a new HELLO (window x Invoke() time) is counted up to this
 # much, so one handshake attempt waits at most HELLO_TIMEOUT_S + MAX_QUEUED_WORK_S.
 MAX_QUEUED_WORK_S = 60.0
-# Opening a port: a board that just re-enumerated may refuse for a moment.
-PORT_OPEN_TIMEOUT_S = 2.0
 # Longest single blocking read: short enough to notice Ctrl-C and deadlines promptly.
 READ_SLICE_S = 0.05
 # Writes to a port that stops accepting bytes (USB NAK forever) fail after this long.
