@@ -86,3 +86,30 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def output_agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """How far ``other`` is from ``reference`` (both (N, outputs), in the same real units): the
+    figures ST's model validation reports for outputs that are not class scores.
+
+    rmse and mae over every value; cosine similarity of the flattened arrays (1 = same direction;
+    1 as well when both are all zero); relative L2 error = ||reference - other|| / ||reference||
+    (inf when the reference is all zero and the other is not).
+    """
+    a = np.asarray(reference, dtype=np.float64).ravel()
+    b = np.asarray(other, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise DataError(f"cannot compare {a.size} values with {b.size}")
+    if a.size == 0:
+        raise DataError("no values to compare")
+    d = a - b
+    na, nb, nd = float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(d))
+    if na == 0.0 and nb == 0.0:
+        cosine = 1.0
+    elif na == 0.0 or nb == 0.0:
+        cosine = 0.0
+    else:
+        cosine = float(np.dot(a, b) / (na * nb))
+    rel_l2 = nd / na if na > 0 else (0.0 if nd == 0.0 else float("inf"))
+    return {"rmse": float(np.sqrt(np.mean(d * d))), "mae": float(np.mean(np.abs(d))),
+            "cosine": cosine, "rel_l2": rel_l2}

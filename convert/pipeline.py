@@ -6,6 +6,7 @@ firmware files are written together, all or nothing.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -19,7 +20,7 @@ from common.errors import DataError, ModelError
 from common.quant import TensorSpec, model_hash
 from common.saved_split import SavedSplit, read_split
 from convert import arena as arena_mod
-from convert import codegen, cost, quantize, tflite_model, verify
+from convert import board_compat, codegen, cost, quantize, tflite_model, tflm_engines, verify
 from convert.boards import Board
 from convert.staged_write import write_all
 
@@ -101,9 +102,20 @@ def _check_test_set(test: SavedSplit, model: tflite_model.TfliteModel) -> None:
     if tuple(test.x.shape[1:]) != want_in:
         raise DataError(f"test_set.npz images have shape {tuple(test.x.shape[1:])}, "
                         f"the model takes {want_in}")
-    if len(test.labels) != model.io.output.size:
+    if test.labels is not None and len(test.labels) != model.io.output.size:
         raise DataError(f"test_set.npz has {len(test.labels)} labels, the model has "
                         f"{model.io.output.size} outputs")
+    if test.y is not None and int(test.y.max()) >= model.io.output.size:
+        raise DataError(f"test_set.npz has class {int(test.y.max())}, the model has "
+                        f"{model.io.output.size} outputs")
+
+
+def _shown_dir(folder: Path, run: Path) -> str:
+    """The generated folder relative to the run folder when it is inside it (the usual case)."""
+    try:
+        return folder.resolve().relative_to(run.resolve()).as_posix()
+    except ValueError:
+        return str(folder.resolve())
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -118,6 +130,7 @@ class Verification:
     accuracy: dict[str, float | None]
     agreement: verify.Agreement
     agreement_builtin: verify.Agreement
+    tflm: tflm_engines.TflmRun
     outputs: dict[str, np.ndarray]  # desktop_outputs.npz content; empty without a test split
 
 
@@ -126,16 +139,16 @@ def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, 
     # Flash is known before TFLM runs; check it first so an oversize model fails fast.
     check_budget(len(data), 0, opts.board)
     try:
-        measured = arena_mod.measure_arena(data)
+        measure = tflm_engines.measure_arena(data, opts.board.ram_for_arena)
     except arena_mod.ArenaTooLarge as exc:
         raise ModelError(f"{exc}, but {opts.board.name} has {opts.board.ram_for_arena} bytes of RAM left "
                          f"for it ({opts.board.ram_bytes} minus {opts.board.ram_reserve_bytes} reserved "
                          "for Mbed OS, stacks and USB)") from None
-    arena_bytes = arena_mod.choose_arena(measured, opts.arena_margin_percent)
+    arena_bytes = arena_mod.choose_arena(measure.measured, opts.arena_margin_percent)
     budget = check_budget(len(data), arena_bytes, opts.board)
-    arena_mod.verify_arena(data, arena_bytes)
-    return codegen.ArenaInfo(bytes=arena_bytes, measured=measured,
-                             rule=arena_mod.margin_rule(opts.arena_margin_percent)), budget
+    tflm_engines.verify_arena(data, arena_bytes)
+    return codegen.ArenaInfo(bytes=arena_bytes, measured=measure.measured,
+                             rule=arena_mod.margin_rule(opts.arena_margin_percent, measure.how)), budget
 
 
 def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test: SavedSplit | None,
@@ -143,29 +156,33 @@ def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test
     spec = model.io.input
     inputs = spec.quantize(test.x) if test is not None else verify.random_inputs(spec.shape, seed)
     litert = verify.run_litert(data, inputs)
-    tflm = verify.run_tflm(data, inputs, arena_bytes)
+    tflm_run = tflm_engines.run_tflm(data, inputs, arena_bytes)
+    tflm = tflm_run.outputs
     builtin = verify.run_litert(data, inputs, default_delegates=False)
     accuracy: dict[str, float | None] = {"float": None, "litert_int8": None, "tflm": None}
     outputs: dict[str, np.ndarray] = {}
     if test is not None:
         if keras_model is not None:
             float_probs = quantize.float_predict(keras_model, test.x)
-            accuracy["float"] = verify.accuracy(float_probs, test.y)
             outputs["float_probs"] = float_probs
-        accuracy["litert_int8"] = verify.accuracy(litert, test.y)
-        accuracy["tflm"] = verify.accuracy(tflm, test.y)
+            if test.y is not None:
+                accuracy["float"] = verify.accuracy(float_probs, test.y)
+        if test.y is not None:
+            accuracy["litert_int8"] = verify.accuracy(litert, test.y)
+            accuracy["tflm"] = verify.accuracy(tflm, test.y)
         outputs.update(litert_int8=litert, tflm_int8=tflm)
     return Verification(inputs=inputs, accuracy=accuracy, agreement=verify.agreement(tflm, litert),
-                        agreement_builtin=verify.agreement(tflm, builtin), outputs=outputs)
+                        agreement_builtin=verify.agreement(tflm, builtin), tflm=tflm_run, outputs=outputs)
 
 
-def _warnings(checked: Verification) -> list[str]:
+def _warnings(checked: Verification, classifier: bool) -> list[str]:
     warnings = []
     acc = checked.accuracy
     if acc["float"] is not None and acc["litert_int8"] is not None \
             and acc["float"] - acc["litert_int8"] > MAX_INT8_DROP:
         warnings.append(f"int8 accuracy is {100 * (acc['float'] - acc['litert_int8']):.2f} pp below float")
-    if checked.agreement.top1_agreement < MIN_TOP1_AGREEMENT:
+    # Top-1 of a regression or reconstruction output means nothing.
+    if classifier and checked.agreement.top1_agreement < MIN_TOP1_AGREEMENT:
         warnings.append(f"TFLM and LiteRT agree on top-1 for only "
                         f"{100 * checked.agreement.top1_agreement:.2f}% of samples")
     return warnings
@@ -178,6 +195,7 @@ def convert(opts: ConvertOptions) -> ConvertResult:
     model = tflite_model.load(data, source)
     tflite_model.check_int8(model, source)
     tflite_model.check_tflm_ops(model)
+    board_compat.check_board_computes(model, source)
 
     test_path = opts.run / runfolder.TEST_SET_NPZ
     if keras_model is not None:
@@ -185,8 +203,10 @@ def convert(opts: ConvertOptions) -> ConvertResult:
     test = read_split(test_path) if test_path.is_file() else None
     if test is not None:
         _check_test_set(test, model)
-    labels = list(test.labels) if test is not None else [str(i) for i in range(model.io.output.size)]
+    labels = list(test.class_names(model.io.output.size)) if test is not None \
+        else [str(i) for i in range(model.io.output.size)]
 
+    classifier = model.class_scores or (test is not None and test.y is not None)
     arena, budget = _sized_arena(data, opts)
     checked = _verify(data, model, arena.bytes, test, keras_model, opts.seed)
     rows = cost.layer_costs(model)
@@ -196,6 +216,10 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         "model_hash": model_hash(data),
         "source": "keras" if keras_model is not None else "tflite",
         "source_file": source,
+        # Which model file this run converted: train's history.json names the model.keras it
+        # trained, so the report shows curves only when they are this model's.
+        "source_sha256": hashlib.sha256((opts.from_tflite or opts.run / runfolder.MODEL_KERAS)
+                                        .read_bytes()).hexdigest(),
         "model_bytes": len(data),
         "arena_bytes": arena.bytes,
         "arena_measured_bytes": arena.measured,
@@ -212,6 +236,9 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         f"not measured: no {runfolder.TEST_SET_NPZ} in the run folder; agreement is on "
         f"{len(checked.inputs)} seeded random inputs",
         "verified_samples": len(checked.inputs),
+        # The TFLM column: the board's own library built for the host when it is on this machine.
+        "tflm_engine": checked.tflm.engine,
+        "tflm_crosscheck": checked.tflm.crosscheck,
         "agreement_tflm_vs_litert": checked.agreement.as_dict(),
         "litert_kernels": "default (XNNPACK delegate)",
         # The same comparison with LiteRT's builtin kernels (no delegate): tells kernel rounding
@@ -221,9 +248,10 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         "labels": labels,
         "budget": budget,
         "calibration": src.calibration,
-        "generated_dir": str(opts.firmware_dir),
+        "generated_dir": _shown_dir(opts.firmware_dir, opts.run),
         "generated_files": list(codegen.GENERATED_FILES),
-        "warnings": _warnings(checked),
+        "classifier": classifier,
+        "warnings": _warnings(checked, classifier),
         # The PTQ conversion alone; wall_time_s adds TensorFlow start-up, verification and TFLM runs.
         "quantize_time_s": round(quantize_s, 3) if quantize_s is not None else None,
     }

@@ -80,6 +80,9 @@ def quantize_int8(model, calibration: np.ndarray) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        # One scale per Dense weight tensor: the board's TFLM library computes a per-channel
+        # FULLY_CONNECTED with the first channel's scale for every output (convert.board_compat).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         try:
             return bytes(converter.convert())
         except Exception as exc:
@@ -89,6 +92,8 @@ def quantize_int8(model, calibration: np.ndarray) -> bytes:
 
 
 def float_predict(model, x: np.ndarray) -> np.ndarray:
-    """Keras float outputs for the test split (the 'float' column of the report)."""
+    """Keras float outputs for the test split (the 'float' column of the report), one row per
+    sample (N, outputs), flattened like the int8 outputs of the runtimes."""
     with silenced_stderr():
-        return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+        out = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+    return out.reshape(len(x), -1)

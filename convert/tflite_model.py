@@ -42,6 +42,7 @@ class TensorInfo:
     dtype: str
     is_constant: bool
     zero_points: tuple[int, ...] = ()  # empty when the tensor is not quantized
+    scale_count: int = 0  # quantization scales: 1 per tensor, >1 per channel, 0 not quantized
 
     @property
     def size(self) -> int:
@@ -66,6 +67,15 @@ class TfliteModel:
     data: bytes
     io: IoSpec
     ops: tuple[OpInfo, ...]
+    output_index: int = -1  # the graph output's tensor index
+
+    @property
+    def class_scores(self) -> bool:
+        """Whether the output reads as class scores: a vector of two or more written by SOFTMAX.
+        Top-1 checks mean something only then (or when the test split has class labels)."""
+        producer = next((op.op for op in self.ops if any(t.index == self.output_index for t in op.outputs)),
+                        None)
+        return producer == "SOFTMAX" and len(self.io.output.shape) == 2 and self.io.output.size >= 2
 
     @property
     def op_names(self) -> list[str]:
@@ -114,6 +124,8 @@ def load(data: bytes, source: str) -> TfliteModel:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
         count = len(model.subgraphs or [])
         ops = _read_ops(model, schema) if count == 1 else ()
+        outputs = list(model.subgraphs[0].outputs if count == 1 and model.subgraphs[0].outputs is not None
+                       else [])
     except ModelError as exc:
         raise ModelError(f"{source} is corrupted: {exc}") from None
     except Exception as exc:  # the Python schema reader does no bounds checks of its own
@@ -121,7 +133,7 @@ def load(data: bytes, source: str) -> TfliteModel:
                          ) from None
     if count != 1:
         raise ModelError(f"{source} has {count} subgraphs; exactly one is supported")
-    return TfliteModel(data=bytes(data), io=io, ops=ops)
+    return TfliteModel(data=bytes(data), io=io, ops=ops, output_index=int(outputs[0]) if outputs else -1)
 
 
 def _check_io_shapes(io: IoSpec, source: str) -> None:
@@ -155,9 +167,11 @@ def _read_ops(model, schema) -> tuple[OpInfo, ...]:
         quant = t.quantization
         zero_points = tuple(int(z) for z in (quant.zeroPoint if quant is not None and
                                              quant.zeroPoint is not None else []))
+        scales = quant.scale if quant is not None and quant.scale is not None else []
         tensors.append(TensorInfo(index=i, name=name, shape=shape,
                                   dtype=type_names.get(t.type, f"type{t.type}"),
-                                  is_constant=has_data(t.buffer), zero_points=zero_points))
+                                  is_constant=has_data(t.buffer), zero_points=zero_points,
+                                  scale_count=len(scales)))
     codes = model.operatorCodes or []
     ops = []
     for i, op in enumerate(graph.operators or []):

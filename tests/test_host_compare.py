@@ -32,8 +32,13 @@ def test_report_has_four_columns_and_flags_a_corrupted_device_output(run_copy: P
     row = _agreement_row(md, "TFLM (host) -> device (virtual board)")
     assert row[2:5] == ["100.00%", "0", "100.00%"]
     html = (run_copy / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 6  # accuracy, 4 confusion matrices, curves
-    assert (run_copy / "compare_confusion_device.png").is_file()
+    # accuracy, the confusion matrices side by side, the latency histogram, the training curves
+    assert html.count("data:image/png;base64,") >= 4
+    assert (run_copy / "compare_confusion.png").is_file() and (run_copy / "compare_latency.png").is_file()
+    assert "## Training curves\n\n![training curves](history.png)" in md
+    assert "## Layers" in md and "| FULLY_CONNECTED |" in md
+    assert "virtual board: Invoke() on this computer (host time, not the board)" in md
+    assert "device Invoke() (measured)" not in md
 
     # One device output changed by one LSB: the report must show it as a firmware/link fault.
     data = json.loads((run_copy / "device_eval.json").read_text())
