@@ -23,13 +23,17 @@ MAX_ANNOTATED_CLASSES = 20
 
 def plot_history(history: Mapping[str, Sequence[float]], path: Path, best_epoch: int | None = None,
                  title: str = "") -> None:
-    """Two panels, accuracy and loss per epoch, train vs validation (epochs numbered from 1)."""
+    """Two panels, accuracy and loss per epoch, train vs validation (epochs numbered from 1).
+    An empty history (a model kept as given) gives panels that say so."""
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, name in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
         ax.plot(epochs, history[metric], "o-", markersize=3, label="train")
         ax.plot(epochs, history[f"val_{metric}"], "o-", markersize=3, label="validation")
-        if best_epoch is not None:
+        if not len(epochs):
+            ax.text(0.5, 0.5, "not trained here (model kept as given)", ha="center", va="center",
+                    transform=ax.transAxes)
+        if best_epoch is not None and best_epoch >= 1:
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
                        label=f"best epoch {best_epoch}")
         ax.set_title(name)

@@ -86,6 +86,36 @@ def test_confusion_plot_draws_mathtext_like_names_as_typed(tmp_path: Path) -> No
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_tabular_and_sequences_are_signals_kept_raw(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y = _labels(40, 2)
+    # (N, F) features with negative values and (N, T, C) accelerometer-like windows: no pixel
+    # rule, values exactly as given (standardisation happens inside the model).
+    for x in (rng.normal(size=(40, 6)) * 100, rng.normal(size=(40, 64, 3)) + 500,
+              rng.normal(size=(40, 30, 1, 40))):
+        data = load_npz(_npz(tmp_path, x=x, y=y))
+        assert data.kind == "signal" and data.unit == "samples"
+        assert data.input_shape == x.shape[1:]
+        np.testing.assert_array_equal(data.x, x.astype(np.float32))
+
+
+def test_auto_tells_images_from_signals_and_input_kind_overrides(tmp_path: Path) -> None:
+    y = _labels(40, 2)
+    assert load_npz(_npz(tmp_path, x=_images(40), y=y)).kind == "image"
+    # 128 x 3 is a three-channel sequence, even with values in the pixel range.
+    assert load_npz(_npz(tmp_path, x=np.ones((40, 128, 3)), y=y)).kind == "signal"
+    # Values above 255 are not pixels...
+    wide = _images(40).astype(np.int32) * 2
+    assert load_npz(_npz(tmp_path, x=wide, y=y)).kind == "signal"
+    # ...unless the user says they are images, and then the pixel rule speaks of pixels.
+    with pytest.raises(DataError, match=r"pixel values must lie in \[0, 255\]"):
+        load_npz(_npz(tmp_path, x=wide, y=y), "image")
+    forced = load_npz(_npz(tmp_path, x=_images(40), y=y), "signal")
+    assert forced.kind == "signal" and forced.input_shape == (8, 8) and forced.x.max() > 1
+    with pytest.raises(DataError, match="40 samples but y has 30 labels"):
+        load_npz(_npz(tmp_path, x=np.ones((40, 5)), y=y[:30]))
+
+
 # ---------------------------------------------------------------- rejecting bad files
 
 def _bad_cases() -> dict[str, tuple[dict[str, object], str]]:
@@ -96,8 +126,7 @@ def _bad_cases() -> dict[str, tuple[dict[str, object], str]]:
     return {
         "missing y": ({"x": x}, "missing key(s) y"),
         "missing x": ({"y": y}, "missing key(s) x"),
-        "rank 2": ({"x": x.reshape(40, -1), "y": y}, "must have shape (N,H,W)"),
-        "rank 5": ({"x": x.reshape(40, 2, 4, 8, 1), "y": y}, "must have shape (N,H,W)"),
+        "rank 1": ({"x": x[:, 0, 0], "y": y}, "must have shape (N, features...)"),
         "N mismatch": ({"x": x, "y": y[:30]}, "40 images but y has 30 labels"),
         "y not 1-D": ({"x": x, "y": y.reshape(40, 1)}, "1-D array of class indices"),
         "fractional labels": ({"x": x, "y": y + 0.5}, "non-integer"),
@@ -110,7 +139,6 @@ def _bad_cases() -> dict[str, tuple[dict[str, object], str]]:
         "duplicate names": ({"x": x, "y": y, "labels": np.array(["a", "a"])}, "duplicate"),
         "one class": ({"x": x, "y": np.zeros(40, dtype=int)}, "only one class"),
         "NaN pixels": ({"x": nan_x, "y": y}, "NaN or infinite"),
-        "pixels above 255": ({"x": x.astype(np.int32) * 2, "y": y}, "must lie in [0, 255]"),
         "too few in a class": ({"x": x, "y": few}, f"class 1 has {MIN_SAMPLES_PER_CLASS - 5} samples"),
         "empty class": ({"x": x, "y": y * 2}, "class 1 has 0 samples"),
         "huge label": ({"x": x, "y": y * 10**10}, "at most 10000 classes"),
@@ -300,12 +328,29 @@ def test_saved_split_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".s.npz*")), "temporary file left behind"
 
 
+def test_saved_split_of_any_rank_with_optional_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for shape in ((5, 16), (5, 30, 3), (5, 30, 1, 40)):
+        x = rng.normal(size=shape).astype(np.float32)
+        write_split(tmp_path / "s.npz", x)
+        back = read_split(tmp_path / "s.npz")
+        np.testing.assert_array_equal(back.x, x)
+        assert back.y is None and back.labels is None
+        assert back.class_names(3) == ("0", "1", "2")
+    write_split(tmp_path / "s.npz", np.zeros((3, 4), np.float32), np.array([0, 2, 1]))
+    back = read_split(tmp_path / "s.npz")
+    assert back.y is not None and back.y.tolist() == [0, 2, 1] and back.labels is None
+
+
 def test_read_split_rejects_damaged_files(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="run `python -m train` first"):
+    with pytest.raises(DataError, match=r"absent\.npz not found"):
         read_split(tmp_path / "absent.npz")
-    np.savez(tmp_path / "nolabels.npz", x=np.zeros((2, 4, 4, 1), np.float32), y=np.zeros(2, np.int64))
-    with pytest.raises(DataError, match="missing key"):
-        read_split(tmp_path / "nolabels.npz")
+    np.savez(tmp_path / "nox.npz", y=np.zeros(2, np.int64))
+    with pytest.raises(DataError, match="missing key x"):
+        read_split(tmp_path / "nox.npz")
+    np.savez(tmp_path / "rank1.npz", x=np.zeros(2, np.float32))
+    with pytest.raises(DataError, match=r"shape \(N, \.\.\.\)"):
+        read_split(tmp_path / "rank1.npz")
     np.savez(tmp_path / "empty.npz", x=np.zeros((0, 4, 4, 1), np.float32), y=np.zeros(0, np.int64),
              labels=np.array(["a", "b"]))
     with pytest.raises(DataError, match="holds no samples"):

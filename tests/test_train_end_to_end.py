@@ -188,7 +188,8 @@ def test_cli_malformed_npz(tmp_path: Path) -> None:
 def test_cli_unknown_model_is_an_argparse_error(tmp_path: Path) -> None:
     result = _run_train("--model", "rnn", cwd=tmp_path)
     assert result.returncode == 2
-    assert "invalid choice: 'rnn'" in result.stderr and "Traceback" not in result.stderr
+    assert "choose from dnn, cnn, cnn1d or a path to a .keras file, got 'rnn'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------- rerunning into an existing run folder

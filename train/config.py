@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MODEL_NAMES = ("dnn", "cnn")
+MODEL_NAMES = ("dnn", "cnn", "cnn1d")
 DEFAULT_MODEL = "dnn"
 DEFAULT_HIDDEN = 20
 DEFAULT_EPOCHS = 50

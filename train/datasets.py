@@ -1,4 +1,4 @@
-"""Load and validate the image datasets `train` accepts.
+"""Load and validate the datasets `train` accepts: images, tabular features and time series.
 
 Sources (the ``--dataset`` value):
 
@@ -6,12 +6,19 @@ Sources (the ``--dataset`` value):
   sorted by class, so every split must shuffle and stratify).
 * ``mnist`` / ``fashion_mnist``: the Keras datasets (downloaded once into the Keras cache);
   they come with an official test set.
-* a path to a ``.npz`` with ``x`` (N,H,W or N,H,W,C), ``y`` (N integer labels 0..C-1) and an
-  optional ``labels`` (C class names; default: the class index as text).
+* a path to a ``.npz`` with ``x`` (N, ...), ``y`` (N integer labels 0..C-1) and an optional
+  ``labels`` (C class names; default: the class index as text).
 
-Pixel normalisation rule (the model always sees float32):
-integer pixels (uint8 and friends) -> divided by 255; float pixels with a maximum above 1 ->
-divided by 255; float pixels already within [0, 1] -> kept. Pixels must lie in [0, 255].
+What ``x`` is (``--input``, default ``auto``):
+
+* ``image``: (N,H,W) or (N,H,W,C). Pixels are scaled by one rule: integer pixels and float
+  pixels with a maximum above 1 are divided by 255; float pixels within [0, 1] are kept. Pixels
+  must lie in [0, 255].
+* ``signal``: tabular features (N,F), a time series (N,T) or (N,T,C), any rank. Values are kept
+  as they are; the model standardises them with statistics of the training split (a
+  Normalization layer inside the model), so every later stage sees the same raw values.
+* ``auto``: an image when each sample is H x W (x 1 or 3 channels) with both sides at least
+  ``MIN_IMAGE_SIDE`` and every value within [0, 255]; a signal otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from common.errors import DataError, first_line
 from common.names import shown
 
 BUILTIN_DATASETS = ("mnist5k", "mnist", "fashion_mnist")
+INPUT_KINDS = ("auto", "image", "signal")
+# Narrower samples are sequences of a few channels (e.g. 128 x 3 accelerometer), not pictures.
+MIN_IMAGE_SIDE = 8
 KERAS_DATASETS = ("mnist", "fashion_mnist")
 FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                         "Sneaker", "Bag", "Ankle boot")
@@ -44,7 +54,8 @@ RESERVED_NAMES = frozenset({"accuracy", "macro avg", "weighted avg", "micro avg"
 
 @dataclass(frozen=True)
 class Dataset:
-    """Normalised images (float32, N,H,W,C) and int64 labels, plus the official test set if any."""
+    """Inputs (float32: images N,H,W,C scaled to [0, 1], or signals N,... as given) and int64
+    labels, plus the official test set if any."""
 
     name: str
     x: np.ndarray
@@ -52,29 +63,34 @@ class Dataset:
     labels: tuple[str, ...]
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    kind: str = "image"  # "image" or "signal"
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        h, w, c = self.x.shape[1:]
-        return int(h), int(w), int(c)
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    @property
+    def unit(self) -> str:
+        """What one sample is called in messages."""
+        return "images" if self.kind == "image" else "samples"
 
     @property
     def has_official_test(self) -> bool:
         return self.x_test is not None
 
 
-def load_dataset(spec: str) -> Dataset:
+def load_dataset(spec: str, kind: str = "auto") -> Dataset:
     """Dataset named by ``--dataset``: a built-in name or a path to a ``.npz``."""
     if spec == "mnist5k":
         return _load_mnist5k()
     if spec in KERAS_DATASETS:
         return _load_keras(spec)
     if spec.endswith(".npz") or Path(spec).exists():
-        return load_npz(Path(spec))
+        return load_npz(Path(spec), kind)
     raise DataError(f"unknown dataset '{spec}': use one of {', '.join(BUILTIN_DATASETS)} "
                     "or a path to a .npz file")
 
@@ -105,7 +121,7 @@ def _load_keras(name: str) -> Dataset:
     return Dataset(name, train.x, train.y, train.labels, test.x, test.y)
 
 
-def load_npz(path: Path) -> Dataset:
+def load_npz(path: Path, kind: str = "auto") -> Dataset:
     """A user dataset file, checked key by key so every defect gets its own one-line message."""
     if not path.is_file():
         raise DataError(f"dataset file {path} not found")
@@ -118,7 +134,7 @@ def load_npz(path: Path) -> Dataset:
             if missing:
                 raise DataError(f"{path}: missing key(s) {', '.join(missing)} "
                                 f"(found: {', '.join(sorted(keys)) or 'none'}); "
-                                "expected x (images), y (labels), optional labels (class names)")
+                                "expected x (inputs), y (labels), optional labels (class names)")
             x, y = npz["x"], npz["y"]
             names = npz["labels"] if "labels" in keys else None
     except DataError:
@@ -134,7 +150,7 @@ def load_npz(path: Path) -> Dataset:
         if names.ndim != 1:
             raise DataError(f"{path}: labels must be a 1-D array of class names, got shape {names.shape}")
         names = _decoded_names(f"{path}: ", names)
-    return _validated(str(path), x, y, names, source=str(path))
+    return _validated(str(path), x, y, names, source=str(path), kind=kind)
 
 
 def _decoded_names(where: str, names: np.ndarray) -> tuple[str, ...]:
@@ -169,36 +185,55 @@ def _check_names(where: str, names: tuple[str, ...]) -> None:
 
 
 def _validated(name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...] | None, *,
-               source: str | None = None, min_per_class: int = MIN_SAMPLES_PER_CLASS) -> Dataset:
+               source: str | None = None, min_per_class: int = MIN_SAMPLES_PER_CLASS,
+               kind: str = "image") -> Dataset:
     where = f"{source}: " if source else f"{name}: "
-    x = _check_images(where, np.asarray(x))
-    y = _check_labels(where, np.asarray(y), len(x))
+    x, kind = _check_inputs(where, np.asarray(x), kind)
+    y = _check_labels(where, np.asarray(y), len(x), "images" if kind == "image" else "samples")
     labels = _check_classes(where, y, names, min_per_class)
-    return Dataset(name=name, x=_normalised(x), y=y, labels=labels)
+    x = _normalised(x) if kind == "image" else x.astype(np.float32)
+    return Dataset(name=name, x=x, y=y, labels=labels, kind=kind)
 
 
-def _check_images(where: str, x: np.ndarray) -> np.ndarray:
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
-    if x.ndim != 4:
-        raise DataError(f"{where}x must have shape (N,H,W) or (N,H,W,C), got {x.shape}")
+def looks_like_image(x: np.ndarray) -> bool:
+    """``--input auto``: H x W (x 1 or 3 channels) samples, both sides wide enough, values in [0, 255]."""
+    shape = x.shape[1:]
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))):
+        return False
+    return min(shape[0], shape[1]) >= MIN_IMAGE_SIDE and float(x.min()) >= 0 and float(x.max()) <= MAX_PIXEL
+
+
+def _check_inputs(where: str, x: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
+    if kind not in INPUT_KINDS:
+        raise DataError(f"{where}unknown input kind '{kind}': use one of {', '.join(INPUT_KINDS)}")
+    if x.ndim < 2:
+        raise DataError(f"{where}x must have shape (N, features...): one row per sample, got {x.shape}")
     if min(x.shape) == 0:
         raise DataError(f"{where}x is empty (shape {x.shape})")
     if x.dtype.kind not in "uif":
         raise DataError(f"{where}x must hold numbers, got dtype {x.dtype}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise DataError(f"{where}x contains NaN or infinite values")
+    if kind == "auto":
+        kind = "image" if looks_like_image(x) else "signal"
+    if kind == "signal":
+        return x, kind
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4:
+        raise DataError(f"{where}images must have shape (N,H,W) or (N,H,W,C), got {x.shape}; "
+                        "pass --input signal for features or sequences")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > MAX_PIXEL:
         raise DataError(f"{where}pixel values must lie in [0, 255] (or [0, 1]), found [{lo:g}, {hi:g}]")
-    return x
+    return x, kind
 
 
-def _check_labels(where: str, y: np.ndarray, n: int) -> np.ndarray:
+def _check_labels(where: str, y: np.ndarray, n: int, unit: str = "images") -> np.ndarray:
     if y.ndim != 1:
         raise DataError(f"{where}y must be a 1-D array of class indices, got shape {y.shape}")
     if len(y) != n:
-        raise DataError(f"{where}x has {n} images but y has {len(y)} labels")
+        raise DataError(f"{where}x has {n} {unit} but y has {len(y)} labels")
     if y.dtype.kind == "f":
         # Whole numbers stored as float (common after pandas) are fine; fractions are not labels.
         if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):

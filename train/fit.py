@@ -101,3 +101,9 @@ def predict_classes(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.n
     """(probabilities float32 (N, C), argmax int64 (N,))."""
     probs = np.asarray(model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0), dtype=np.float32)
     return probs, probs.argmax(axis=1).astype(np.int64)
+
+
+def kept_as_given(model: keras.Model, config: FitConfig) -> FitResult:
+    """``--epochs 0``: no training; compiled only so each split's loss can be reported."""
+    compile_model(model, config.learning_rate)
+    return FitResult(history={key: [] for key in HISTORY_KEYS}, best_epoch=0, epochs_run=0, wall_time_s=0.0)

@@ -89,12 +89,13 @@ def limit_dataset(data: Dataset, limit: int, seed: int) -> Dataset:
                         f"{MIN_SAMPLES_PER_CLASS} samples per class ({needed} in all)")
     if data.x_test is None or data.y_test is None:
         idx = stratified_subset(data.y, limit, seed)
-        return Dataset(data.name, data.x[idx], data.y[idx], data.labels)
+        return Dataset(data.name, data.x[idx], data.y[idx], data.labels, kind=data.kind)
     total = len(data.y) + len(data.y_test)
     n_train = max(1, round(limit * len(data.y) / total))
     tr = stratified_subset(data.y, n_train, seed)
     te = stratified_subset(data.y_test, max(1, limit - n_train), seed)
-    return Dataset(data.name, data.x[tr], data.y[tr], data.labels, data.x_test[te], data.y_test[te])
+    return Dataset(data.name, data.x[tr], data.y[tr], data.labels, data.x_test[te], data.y_test[te],
+                   kind=data.kind)
 
 
 def make_splits(data: Dataset, seed: int) -> Splits:
