@@ -7,7 +7,7 @@ MODEL ?= dnn
 DATASET ?= mnist5k
 PORT ?= auto
 
-.PHONY: demo test train convert virtual-board evaluate compare flash bench lint clean
+.PHONY: demo test train convert install board-sources virtual-board evaluate compare flash bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,16 @@ evaluate: $(VENV)/.installed
 compare: $(VENV)/.installed
 	$(PY) -m host_tools compare --run $(RUN)
 
-flash: $(VENV)/.installed
+# Puts RUN's generated model files into firmware/, where PlatformIO builds from.
+install: $(VENV)/.installed
+	$(PY) -m convert.install --run $(RUN)
+
+# The board's TFLM library and Arduino core as PlatformIO fetches them (needs internet once):
+# the host build of the board's TFLM, the cross-compile checks and the emulator use them.
+board-sources: $(VENV)/.installed
+	$(VENV)/bin/pio pkg install -e nano33ble
+
+flash: install
 	$(VENV)/bin/pio run -e nano33ble -t upload $(if $(filter-out auto,$(PORT)),--upload-port $(PORT),)
 
 bench: $(VENV)/.installed

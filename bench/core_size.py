@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common import runfolder
 from common.atomic import write_json
 from common.errors import ToolError, UsageError, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 CORE_DIR = REPO / "firmware" / "lib" / "core"
-DEFAULT_GENERATED_DIR = REPO / "firmware" / "lib" / "model"
+DEFAULT_GENERATED_DIR = REPO / runfolder.FIRMWARE_MODEL_DIR
 RESULT_PATH = REPO / "bench" / "results" / "core_size.json"
 
 CXX = "arm-none-eabi-g++"
@@ -275,7 +276,7 @@ def run(generated_dir: Path | None = None, result_path: Path | None = RESULT_PAT
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.core_size", description=__doc__.splitlines()[0])
     parser.add_argument("--generated-dir", type=Path, default=None,
-                        help="directory with the generated model_settings.h (default: firmware/lib/model)")
+                        help="directory with the generated model_settings.h (default: the installed model)")
     args = parser.parse_args(argv)
     result = run(args.generated_dir)
     buffers = result["frame_buffers"]

@@ -33,6 +33,11 @@ DESKTOP_OUTPUTS_NPZ = "desktop_outputs.npz"
 # host tools
 DEVICE_EVAL_JSON = "device_eval.json"
 DEVICE_EVAL_JOURNAL = "device_eval.jsonl"
+# The C++ files convert generates for this run's model (model data, settings, op resolver). The
+# virtual board, the emulated board and the cross builds read them here; `python -m convert.install`
+# copies them to FIRMWARE_MODEL_DIR, where PlatformIO builds the board's firmware from them.
+GENERATED_DIR = "generated"
+FIRMWARE_MODEL_DIR = Path("firmware/lib/model")  # relative to the repository root
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 # `python -m host_tools compare` writes its figures as compare_<what>.png.

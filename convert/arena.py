@@ -37,8 +37,8 @@ def choose_arena(measured: int, margin_percent: float = DEFAULT_MARGIN_PERCENT) 
     return (measured + margin + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
 
-def margin_rule(margin_percent: float) -> str:
-    return (f"measured (TFLM Python runtime, x86-64) + max({MIN_MARGIN_BYTES} B, {margin_percent:g}%), "
+def margin_rule(margin_percent: float, measured_on: str = "TFLM Python runtime, x86-64") -> str:
+    return (f"measured ({measured_on}) + max({MIN_MARGIN_BYTES} B, {margin_percent:g}%), "
             f"rounded up to {ARENA_ALIGN}")
 
 

@@ -14,7 +14,6 @@ from convert import arena
 from convert.boards import BOARDS, board_by_name
 from convert.pipeline import ConvertOptions, ConvertResult, convert
 
-DEFAULT_FIRMWARE_DIR = Path("firmware/lib/model")
 # Ten times the measured arena is already far beyond any board; larger values are typos.
 MAX_MARGIN_PERCENT = 1000.0
 
@@ -27,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     runfolder.add_run_argument(parser)
     parser.add_argument("--from-tflite", type=Path, metavar="FILE",
                         help="use this int8 .tflite instead of converting the run folder's model.keras")
-    parser.add_argument("--firmware-dir", type=Path, default=DEFAULT_FIRMWARE_DIR, metavar="DIR",
-                        help="where the generated model files go (default: %(default)s)")
+    parser.add_argument("--firmware-dir", type=Path, default=None, metavar="DIR",
+                        help="where the generated model files go (default: the run folder's "
+                             f"{runfolder.GENERATED_DIR}/; `python -m convert.install` puts them into "
+                             "the firmware)")
     parser.add_argument("--calibration-size", type=int, default=500, metavar="N",
                         help="calibration images drawn from calibration_set.npz (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
@@ -69,6 +70,9 @@ def summary(result: ConvertResult) -> list[str]:
         f"identical {100 * agree['identical_share']:.2f}%, max diff {agree['max_abs_diff_lsb']} LSB "
         f"(identical {100 * r['agreement_tflm_vs_litert_builtin']['identical_share']:.2f}% "
         "with LiteRT's builtin kernels)",
+        f"TFLM       {r['tflm_engine']}" + (
+            f"; {r['tflm_crosscheck']['engine']} identical on {r['tflm_crosscheck']['identical']:,} of "
+            f"{r['tflm_crosscheck']['samples']:,}" if r.get("tflm_crosscheck") else ""),
         f"latency    estimate on {budget['board']}: {lat['cmsis_nn_us']:,} us CMSIS-NN, "
         f"{lat['reference_us']:,} us reference kernels",
     ]
@@ -92,6 +96,8 @@ def summary(result: ConvertResult) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.firmware_dir is None:
+        args.firmware_dir = args.run / runfolder.GENERATED_DIR
     if args.calibration_size < 1:
         raise UsageError(f"--calibration-size must be at least 1, got {args.calibration_size}")
     if not 0 <= args.arena_margin <= MAX_MARGIN_PERCENT:  # also refuses nan and inf

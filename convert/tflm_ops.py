@@ -1,113 +1,70 @@
-"""Which builtin TFLite ops TFLM can run, and the resolver method that registers each one.
+"""Which builtin ops the board's TFLM library can register, and the resolver method for each.
 
-The method names are those of ``tflite::MicroMutableOpResolver`` in TFLM's
-``tensorflow/lite/micro/micro_mutable_op_resolver.h`` (2023 revision). The generated
-``model_op_resolver.h`` calls exactly these methods, so a name that is wrong here is a compile
-error in the firmware, and an op missing here is rejected before any file is written.
-Custom ops (CIRCULAR_BUFFER, TFLite_Detection_PostProcess, Ethos-U) are deliberately absent:
-the firmware registers builtins only.
+Derived from the library's own ``tensorflow/lite/micro/micro_mutable_op_resolver.h``: every
+``Add<Op>()`` method of ``MicroMutableOpResolver`` that registers a ``BuiltinOperator_<OP>``.
+The generated ``model_op_resolver.h`` calls exactly these methods, so the firmware registers
+only what the board's library has. When the library is on this machine its header is read;
+otherwise the snapshot ``board_ops.json`` (written from that header by
+``python -m convert.tflm_ops``, checked against it by the tests) stands in. Custom ops
+(CIRCULAR_BUFFER, TFLite_Detection_PostProcess, Ethos-U) are left out on purpose: the
+firmware registers builtins only.
 """
 
 from __future__ import annotations
 
-TFLM_RESOLVER_METHODS: dict[str, str] = {
-    "ABS": "AddAbs",
-    "ADD": "AddAdd",
-    "ADD_N": "AddAddN",
-    "ARG_MAX": "AddArgMax",
-    "ARG_MIN": "AddArgMin",
-    "ASSIGN_VARIABLE": "AddAssignVariable",
-    "AVERAGE_POOL_2D": "AddAveragePool2D",
-    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
-    "BROADCAST_ARGS": "AddBroadcastArgs",
-    "BROADCAST_TO": "AddBroadcastTo",
-    "CALL_ONCE": "AddCallOnce",
-    "CAST": "AddCast",
-    "CEIL": "AddCeil",
-    "CONCATENATION": "AddConcatenation",
-    "CONV_2D": "AddConv2D",
-    "COS": "AddCos",
-    "CUMSUM": "AddCumSum",
-    "DEPTH_TO_SPACE": "AddDepthToSpace",
-    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
-    "DEQUANTIZE": "AddDequantize",
-    "DIV": "AddDiv",
-    "ELU": "AddElu",
-    "EQUAL": "AddEqual",
-    "EXP": "AddExp",
-    "EXPAND_DIMS": "AddExpandDims",
-    "FILL": "AddFill",
-    "FLOOR": "AddFloor",
-    "FLOOR_DIV": "AddFloorDiv",
-    "FLOOR_MOD": "AddFloorMod",
-    "FULLY_CONNECTED": "AddFullyConnected",
-    "GATHER": "AddGather",
-    "GATHER_ND": "AddGatherNd",
-    "GREATER": "AddGreater",
-    "GREATER_EQUAL": "AddGreaterEqual",
-    "HARD_SWISH": "AddHardSwish",
-    "IF": "AddIf",
-    "L2_NORMALIZATION": "AddL2Normalization",
-    "L2_POOL_2D": "AddL2Pool2D",
-    "LEAKY_RELU": "AddLeakyRelu",
-    "LESS": "AddLess",
-    "LESS_EQUAL": "AddLessEqual",
-    "LOG": "AddLog",
-    "LOGICAL_AND": "AddLogicalAnd",
-    "LOGICAL_NOT": "AddLogicalNot",
-    "LOGICAL_OR": "AddLogicalOr",
-    "LOGISTIC": "AddLogistic",
-    "LOG_SOFTMAX": "AddLogSoftmax",
-    "MAXIMUM": "AddMaximum",
-    "MAX_POOL_2D": "AddMaxPool2D",
-    "MEAN": "AddMean",
-    "MINIMUM": "AddMinimum",
-    "MIRROR_PAD": "AddMirrorPad",
-    "MUL": "AddMul",
-    "NEG": "AddNeg",
-    "NOT_EQUAL": "AddNotEqual",
-    "PACK": "AddPack",
-    "PAD": "AddPad",
-    "PADV2": "AddPadV2",
-    "PRELU": "AddPrelu",
-    "QUANTIZE": "AddQuantize",
-    "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_MAX": "AddReduceMax",
-    "RELU": "AddRelu",
-    "RELU6": "AddRelu6",
-    "RESHAPE": "AddReshape",
-    "RESIZE_BILINEAR": "AddResizeBilinear",
-    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
-    "ROUND": "AddRound",
-    "RSQRT": "AddRsqrt",
-    "SELECT_V2": "AddSelectV2",
-    "SHAPE": "AddShape",
-    "SIN": "AddSin",
-    "SLICE": "AddSlice",
-    "SOFTMAX": "AddSoftmax",
-    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
-    "SPACE_TO_DEPTH": "AddSpaceToDepth",
-    "SPLIT": "AddSplit",
-    "SPLIT_V": "AddSplitV",
-    "SQRT": "AddSqrt",
-    "SQUARE": "AddSquare",
-    "SQUARED_DIFFERENCE": "AddSquaredDifference",
-    "SQUEEZE": "AddSqueeze",
-    "STRIDED_SLICE": "AddStridedSlice",
-    "SUB": "AddSub",
-    "SUM": "AddSum",
-    "SVDF": "AddSvdf",
-    "TANH": "AddTanh",
-    "TRANSPOSE": "AddTranspose",
-    "TRANSPOSE_CONV": "AddTransposeConv",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
-    "UNPACK": "AddUnpack",
-    "VAR_HANDLE": "AddVarHandle",
-    "WHILE": "AddWhile",
-    "ZEROS_LIKE": "AddZerosLike",
-}
+import functools
+import json
+import re
+import sys
+from pathlib import Path
+
+from common import board_sources
+
+__all__ = ["RESOLVER_HEADER", "parse_resolver_header", "resolver_method", "resolver_methods"]
+
+RESOLVER_HEADER = "src/tensorflow/lite/micro/micro_mutable_op_resolver.h"
+SNAPSHOT = Path(__file__).resolve().parent / "board_ops.json"
+# Methods that take an op by argument rather than registering one.
+_GENERIC_METHODS = {"AddBuiltin", "AddCustom"}
+
+
+def parse_resolver_header(text: str) -> dict[str, str]:
+    """``{"CONV_2D": "AddConv2D", ...}`` from the text of ``micro_mutable_op_resolver.h``."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r"TfLiteStatus\s+(Add\w+)\s*\(", text)]
+    ends = [pos for pos, _ in starts[1:]] + [len(text)]
+    methods: dict[str, str] = {}
+    for (pos, name), end in zip(starts, ends, strict=True):
+        if name in _GENERIC_METHODS:
+            continue
+        op = re.search(r"BuiltinOperator_(\w+)", text[pos:end])
+        if op is not None:  # AddCircularBuffer, AddEthosU...: custom ops
+            methods[op.group(1)] = name
+    return dict(sorted(methods.items()))
+
+
+@functools.cache
+def resolver_methods() -> dict[str, str]:
+    library = board_sources.find_library()
+    if library is not None and (library / RESOLVER_HEADER).is_file():
+        return parse_resolver_header((library / RESOLVER_HEADER).read_text(errors="replace"))
+    snapshot: dict[str, str] = json.loads(SNAPSHOT.read_text())["methods"]
+    return snapshot
 
 
 def resolver_method(op_name: str) -> str | None:
-    """The ``MicroMutableOpResolver`` method for a builtin op name, or None if TFLM lacks it."""
-    return TFLM_RESOLVER_METHODS.get(op_name)
+    """The ``MicroMutableOpResolver`` method for a builtin op name, or None if the library lacks it."""
+    return resolver_methods().get(op_name)
+
+
+def write_snapshot() -> Path:
+    library = board_sources.require_library()
+    methods = parse_resolver_header((library / RESOLVER_HEADER).read_text(errors="replace"))
+    snapshot = {"library": board_sources.library_version(library), "header": RESOLVER_HEADER,
+                "methods": methods}
+    SNAPSHOT.write_text(json.dumps(snapshot, indent=2) + "\n")
+    return SNAPSHOT
+
+
+if __name__ == "__main__":
+    print(write_snapshot())
+    sys.exit(0)

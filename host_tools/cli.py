@@ -16,8 +16,8 @@ from host_tools.linksim import LINK_PRESETS, FaultConfig
 VIRTUAL = "virtual"
 AUTO = "auto"
 VIRTUAL_HINT = (
-    "the virtual board runs the generated files of convert_report.json's generated_dir (default "
-    "firmware/lib/model): regenerate them with `python -m convert --run DIR`"
+    f"the virtual board runs the run folder's {runfolder.GENERATED_DIR}/ files: regenerate them with "
+    "`python -m convert --run DIR`"
 )
 
 
@@ -80,16 +80,24 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve the firmware core on a pseudo-terminal",
         description="Build the firmware core for the host with the generated model, "
         "serve it on a pty (its path is the first line printed) until "
-        "Ctrl-C or SIGTERM. Inference uses the TFLM Python runtime on "
-        "the model bytes of the generated header.",
+        "Ctrl-C or SIGTERM. Inference runs the firmware's TFLM adapter on the board's own TFLM "
+        "library compiled for the host (--engine board, the default when the board's sources are on "
+        "this machine), or the tflite-micro Python runtime on the generated header's model bytes "
+        "(--engine python).",
     )
     runfolder.add_run_argument(vb)
     vb.add_argument(
         "--generated",
         type=Path,
         metavar="DIR",
-        help="generated model directory (default: convert_report.json's generated_dir, "
-        "else firmware/lib/model)",
+        help=f"generated model directory (default: the run folder's {runfolder.GENERATED_DIR}/)",
+    )
+    vb.add_argument(
+        "--engine",
+        choices=("board", "python"),
+        default=None,
+        help="board: the board's TFLM library built for the host (default when its sources are found); "
+        "python: the tflite-micro runtime",
     )
     vb.add_argument(
         "--link", choices=sorted(LINK_PRESETS), help="simulate a link: usb-fs = 1.2 MB/s and 1 ms each way"
@@ -210,7 +218,7 @@ def _cmd_ports() -> int:
 
 
 def _cmd_virtual_board(args: argparse.Namespace) -> int:
-    from host_tools.virtual_board import LinkConfig, serve
+    from host_tools.virtual_board import LinkConfig, default_engine, engine_label, serve
 
     if not args.run.is_dir():
         raise DataError(f"run folder {args.run} does not exist (pass --run DIR of a converted model)")
@@ -238,11 +246,15 @@ def _cmd_virtual_board(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
 
+    engine = args.engine or default_engine()
+
     def announce(path: str) -> None:
         print(path, flush=True)
-        print(f"virtual board serving on {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        print(f"virtual board serving on {path} with {engine_label(engine)} (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
 
-    serve(args.run, args.generated, LinkConfig(bandwidth, latency), faults, announce, args.invoke_ms / 1000)
+    serve(args.run, args.generated, LinkConfig(bandwidth, latency), faults, announce, args.invoke_ms / 1000,
+          engine)
     return 0
 
 

@@ -30,10 +30,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import runfolder
 from common.errors import ModelError, ToolError
 
 __all__ = [
@@ -50,7 +52,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 CORE_DIR = FIRMWARE_DIR / "lib" / "core"
 HOST_DIR = FIRMWARE_DIR / "host"
-DEFAULT_GENERATED_DIR = FIRMWARE_DIR / "lib" / "model"
+# The model installed into the firmware (what `pio run` would build); tests of the core use it.
+DEFAULT_GENERATED_DIR = REPO_ROOT / runfolder.FIRMWARE_MODEL_DIR
 DEFAULT_BUILD_ROOT = REPO_ROOT / "build" / "hostlib"
 GENERATED_FILES = ("model_settings.h", "model_data.h", "model_data.cpp")
 
@@ -225,6 +228,30 @@ def build_library(generated_dir: Path | None = None, build_root: Path | None = N
     return _build(generated_dir, build_root, [], LIBRARY_FLAGS, LIBRARY_NAME)
 
 
+BOARD_LIBRARY_NAME = "libtm_board.so"
+# The adapter and the host end of it; the adapter is the board's own file.
+ADAPTER_SOURCES = (FIRMWARE_DIR / "src" / "tflm_engine.cpp", HOST_DIR / "tm_board_engine.cpp")
+
+
+def build_board_library(generated_dir: Path | None = None, build_root: Path | None = None) -> Path:
+    """``libtm_board.so``: the core and the shim as in ``build_library``, with the firmware's TFLM
+    adapter and the board's TFLM library (built for the host, ``common.native_tflm``) as the engine."""
+    from common import native_tflm
+
+    native = native_tflm.build_archive()
+    gen = Path(generated_dir) if generated_dir is not None else DEFAULT_GENERATED_DIR
+    generated = [*_generated_files(gen), gen / "model_op_resolver.h"]
+    if not generated[-1].is_file():
+        raise ModelError(f"{gen} lacks model_op_resolver.h: run `convert` first "
+                         "(or pass the generated directory)")
+    sources = [*core_sources(), HOST_DIR / "tm_host.cpp", *ADAPTER_SOURCES, gen / "model_data.cpp"]
+    headers = [*sorted(CORE_DIR.glob("*.h")), HOST_DIR / "tm_host.h", FIRMWARE_DIR / "src" / "tflm_engine.h"]
+    key = _inputs_digest([*sources, *headers, *generated], [str(native.archive), "-DCORE_CRC32_BYTE_TABLE"])
+    root = Path(build_root) if build_root is not None else DEFAULT_BUILD_ROOT
+    return native_tflm.compile_shared(sources, [CORE_DIR, HOST_DIR, gen, FIRMWARE_DIR / "src"], native,
+                                      root / key / BOARD_LIBRARY_NAME, ("-DCORE_CRC32_BYTE_TABLE",))
+
+
 def build_vector_runner(generated_dir: Path | None = None, build_root: Path | None = None,
                         sanitize: bool = True) -> Path:
     """Path of the vector runner (firmware/host/vector_runner.cpp), ASan+UBSan by default."""
@@ -253,6 +280,15 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.argtypes = args
         fn.restype = res
+    # Only in the board-engine build (build_board_library).
+    board_engine: dict[str, tuple[list, object]] = {
+        "tm_engine_begin": ([], ctypes.c_uint8), "tm_engine_message": ([], ctypes.c_char_p),
+        "tm_engine_arena_used": ([], u32)}
+    for name, (args, res) in board_engine.items():
+        if hasattr(lib, name):
+            fn = getattr(lib, name)
+            fn.argtypes = args
+            fn.restype = res
 
 
 # Which HostCore currently drives each loaded library (they share one static device).
@@ -319,6 +355,35 @@ class HostCore:
         status = 0 if startup_error is None else (3 if startup_status is None else startup_status)
         message = startup_error.encode("ascii", "replace") if startup_error else None
         self._started(self._lib.tm_init_model(invoke, clock, write, None, status, message, arena_used))
+
+    @property
+    def has_board_engine(self) -> bool:
+        return hasattr(self._lib, "tm_engine_invoke")
+
+    def init_board_engine(self, write_cb: WriteCallback, clock_cb: ClockCallback | None = None,
+                          min_invoke_s: float = 0.0) -> int:
+        """Start the firmware's TFLM adapter on the board's library (``build_board_library``) and
+        wire it in as the engine: invokes never leave C, unless ``min_invoke_s`` simulates a
+        slower board (then a Python callback calls the C engine and sleeps). Returns the
+        start-up status (0 = ready), which INFO reports as the board would."""
+        status = int(self._lib.tm_engine_begin())
+        message = self._lib.tm_engine_message() or None
+        native = ctypes.cast(self._lib.tm_engine_invoke, INVOKE_FN)
+        if min_invoke_s > 0:
+            def slow_invoke(in_ptr: int, in_len: int, out_ptr: int, out_len: int) -> int:
+                started = time.monotonic()
+                code = int(native(None, in_ptr, in_len, out_ptr, out_len))
+                time.sleep(max(0.0, started + min_invoke_s - time.monotonic()))
+                return code
+
+            invoke, clock, write = self._thunks(slow_invoke, write_cb, clock_cb)
+        else:
+            _, clock, write = self._thunks(lambda *_: 1, write_cb, clock_cb)
+            invoke = native
+            self._callbacks = (*self._callbacks, native)
+        self._started(self._lib.tm_init_model(invoke, clock, write, None, status, message,
+                                              int(self._lib.tm_engine_arena_used())))
+        return status
 
     def init_custom(self, info: DeviceInfo, invoke_cb: InvokeCallback, write_cb: WriteCallback,
                     clock_cb: ClockCallback | None = None) -> None:

@@ -1,17 +1,17 @@
 """The virtual board: the firmware core on the host, behind a pseudo-terminal.
 
 The core (framing, dispatcher, result cache) is the firmware's own C++ built into a shared
-library by ``host_tools.hostlib``; the engine is the TFLM Python runtime (the same reference
-kernels as the board) running the model bytes compiled from the generated header, so the
-header itself is what gets tested. Bytes move between the pty and the core in whole chunks;
-an optional ``linksim`` layer adds bandwidth, latency and faults.
+library by ``host_tools.hostlib``; the engine is the firmware's own TFLM adapter over the
+board's TFLM library, both built for the host (``--engine board``), or the ``tflite-micro``
+Python runtime on the model bytes compiled from the generated header (``--engine python``).
+Bytes move between the pty and the core in whole chunks; an optional ``linksim`` layer adds
+bandwidth, latency and faults.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import select
 import signal
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import runfolder
+from common import board_sources, runfolder
 from common.errors import ModelError, first_line
 from host_tools import hostlib
 from host_tools.linksim import Corrupter, DelayLine, FaultConfig
@@ -63,15 +63,6 @@ class TflmEngine:
         self._ptrs: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._in_view = np.zeros(self._shape, dtype=np.int8)
         self._out_view = np.zeros(0, dtype=np.int8)
-
-    def arena_used(self) -> int:
-        """Bytes the runtime's recording allocator used (x86-64 layout), 0 if unknown."""
-        from convert.arena_probe import probe
-
-        try:
-            return probe(self._model, self.arena_size)
-        except RuntimeError:
-            return 0
 
     def _views(self, in_ptr: int, in_len: int, out_ptr: int, out_len: int) -> None:
         """numpy views on the core's static buffers; rebuilt only if the core hands other ones."""
@@ -256,32 +247,47 @@ def open_pty() -> tuple[int, int, str]:
     return master, slave, os.ttyname(slave)
 
 
-def generated_dir_for(run: Path, generated: Path | None) -> Path | None:
-    """--generated, else the directory convert wrote for this run, else hostlib's default."""
-    if generated is not None:
-        return generated
-    report = run / runfolder.CONVERT_REPORT_JSON
-    if report.is_file():
-        try:
-            value = json.loads(report.read_text(encoding="utf-8")).get("generated_dir")
-        except ValueError:
-            value = None
-        if value:
-            path = Path(value)
-            return path if path.is_absolute() or path.exists() else hostlib.REPO_ROOT / path
-    return None
+def generated_dir_for(run: Path, generated: Path | None) -> Path:
+    """--generated, else the run folder's own generated files (never a path read from a file)."""
+    return generated if generated is not None else run / runfolder.GENERATED_DIR
 
 
-def start_core(generated: Path | None, min_invoke_s: float = 0.0) -> tuple[hostlib.HostCore, TflmEngine]:
-    """Build/load the core for the generated model and wire the TFLM engine into it."""
+ENGINES = ("board", "python")
+
+
+def default_engine() -> str:
+    """The board's own TFLM when its sources are on this machine, else the Python runtime."""
+    return "board" if board_sources.find_library() is not None else "python"
+
+
+def engine_label(engine: str) -> str:
+    return ("the firmware's TFLM adapter on the board's TFLM library (host build)" if engine == "board"
+            else "the tflite-micro Python runtime (not the board's library)")
+
+
+def start_core(generated: Path, min_invoke_s: float = 0.0, engine: str = "board",
+               write_cb: Callable[[bytes], None] | None = None) -> hostlib.HostCore:
+    """Build/load the core for the generated model, wire an engine into it and start the device.
+
+    ``board``: the firmware's own adapter (``tflm_engine.cpp``) over the board's TFLM library,
+    both compiled for the host, so the virtual board computes what the board computes.
+    ``python``: the ``tflite-micro`` runtime fed with the generated header's model bytes (a
+    newer TFLM: a cross-check, not the reference).
+    """
+    replies = write_cb if write_cb is not None else (lambda _data: None)
+    if engine == "board":
+        core = hostlib.HostCore(hostlib.build_board_library(generated))
+        core.init_board_engine(replies, min_invoke_s=min_invoke_s)
+        return core
     core = hostlib.HostCore.load(generated)
-    engine = TflmEngine(core.model_data(), core.arena_size, min_invoke_s)
-    if engine.input_bytes != core.input_bytes:
+    python = TflmEngine(core.model_data(), core.arena_size, min_invoke_s)
+    if python.input_bytes != core.input_bytes:
         raise ModelError(
             f"generated settings say {core.input_bytes} input bytes, the model data has "
-            f"{engine.input_bytes}: re-run `python -m convert`"
+            f"{python.input_bytes}: re-run `python -m convert`"
         )
-    return core, engine
+    core.init_model(python.invoke, replies, arena_used=0)  # 0: the Python runtime does not say
+    return core
 
 
 def serve(
@@ -291,11 +297,14 @@ def serve(
     faults: FaultConfig,
     announce: Callable[[str], None],
     min_invoke_s: float = 0.0,
+    engine: str | None = None,
 ) -> BoardLoop:
     """Run a virtual board until SIGINT or SIGTERM; ``announce`` gets the pty path first."""
-    core, engine = start_core(generated_dir_for(run, generated), min_invoke_s)
+    replies: list[Callable[[bytes], None]] = []
+    core = start_core(generated_dir_for(run, generated), min_invoke_s, engine or default_engine(),
+                      lambda data: replies[0](data))
     loop = BoardLoop(core.feed, core.reset, link, faults)
-    core.init_model(engine.invoke, loop.on_reply, arena_used=engine.arena_used())
+    replies.append(loop.on_reply)
     stopping = False
 
     def stop_handler(_signum: int, _frame: object) -> None:

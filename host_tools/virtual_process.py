@@ -29,6 +29,7 @@ def _last_line(text: str) -> str:
 @contextlib.contextmanager
 def virtual_board(run: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
     """Start ``python -m host_tools virtual-board --run RUN``; yield its pty path; stop it."""
+    _prebuild(run, extra_args)
     env = python_env()
     # --run=PATH is one argument: a run folder whose name starts with "-" stays a value.
     cmd = [sys.executable, "-m", "host_tools", "virtual-board", f"--run={run}", *extra_args]
@@ -38,6 +39,19 @@ def virtual_board(run: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
             yield _read_port(proc, err)
         finally:
             _stop(proc)
+
+
+def _prebuild(run: Path, extra_args: Sequence[str]) -> None:
+    """The first build of the board's TFLM for the host takes minutes: do it here, with its
+    progress line and its own errors, so the child only loads the cached library and its start
+    stays within VIRTUAL_BOARD_START_TIMEOUT_S."""
+    from host_tools import hostlib
+    from host_tools.virtual_board import default_engine, generated_dir_for
+
+    engine = next((a.split("=", 1)[1] for a in extra_args if a.startswith("--engine=")), default_engine())
+    generated = generated_dir_for(run, None)
+    if engine == "board" and (generated / "model_settings.h").is_file():
+        hostlib.build_board_library(generated)
 
 
 def _read_port(proc: subprocess.Popen[bytes], err: object) -> str:

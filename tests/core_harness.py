@@ -12,10 +12,11 @@ from typing import Any
 
 from core_reference import CLOCK_START_US, CLOCK_STEP_US, Info, mock_invoke
 
+from common import runfolder
 from host_tools.hostlib import DeviceInfo, HostCore, TensorInfo
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED_GENERATED_DIR = REPO / "firmware" / "lib" / "model"
+SHIPPED_GENERATED_DIR = REPO / runfolder.FIRMWARE_MODEL_DIR
 
 FAKE_MODEL = bytes(range(1, 200))  # stands in for a .tflite: only its bytes and size matter here
 FAKE_ARENA_BYTES = 4096

@@ -13,12 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.errors import DataError, ModelError
-from convert import arena, codegen, cost, staged_write, tflite_model
+from convert import arena, codegen, cost, staged_write, tflite_model, tflm_ops
 from convert.boards import NANO33BLE, Board
 from convert.pipeline import check_budget
 from convert.quantize import calibration_sample
 from convert.tflite_model import OpInfo, TensorInfo
-from convert.tflm_ops import TFLM_RESOLVER_METHODS
 
 # ---------------------------------------------------------------- C literals
 
@@ -132,14 +131,45 @@ def test_container_check_rejects_empty_short_and_foreign_files(data: bytes, mess
         tflite_model.check_container(data, "m.tflite")
 
 
-def test_resolver_table_method_names_look_like_tflm_adders() -> None:
-    assert TFLM_RESOLVER_METHODS["FULLY_CONNECTED"] == "AddFullyConnected"
-    assert TFLM_RESOLVER_METHODS["CONV_2D"] == "AddConv2D"
-    assert TFLM_RESOLVER_METHODS["DEPTHWISE_CONV_2D"] == "AddDepthwiseConv2D"
-    for op, method in TFLM_RESOLVER_METHODS.items():
-        assert re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", method), (op, method)
-        assert re.fullmatch(r"[A-Z0-9_]+", op), op
-    assert len(set(TFLM_RESOLVER_METHODS.values())) == len(TFLM_RESOLVER_METHODS)
+# Three methods in the shapes the real header uses: a default registration argument whose own
+# parentheses end the signature late, a plain one, and a custom op that must be left out.
+RESOLVER_HEADER_EXCERPT = """
+  TfLiteStatus AddCustom(const char* name, TfLiteRegistration* registration) {
+    return kTfLiteOk;
+  }
+  TfLiteStatus AddConv2D(
+      const TfLiteRegistration& registration = Register_CONV_2D()) {
+    return AddBuiltin(BuiltinOperator_CONV_2D, registration, ParseConv2D);
+  }
+  TfLiteStatus AddAbs() {
+    return AddBuiltin(BuiltinOperator_ABS, tflite::ops::micro::Register_ABS(),
+                      ParseAbs);
+  }
+  TfLiteStatus AddEthosU() {
+    TfLiteRegistration* registration = tflite::Register_ETHOSU();
+    return AddCustom(tflite::GetString_ETHOSU(), registration);
+  }
+"""
+
+
+def test_resolver_methods_are_read_from_the_header_text() -> None:
+    parsed = tflm_ops.parse_resolver_header(RESOLVER_HEADER_EXCERPT)
+    assert parsed == {"ABS": "AddAbs", "CONV_2D": "AddConv2D"}
+
+
+def test_op_snapshot_is_the_board_librarys_own_header(board_library: Path) -> None:
+    """board_ops.json stands in for the header on machines without the library: it must be
+    what the header says, op for op."""
+    import json
+
+    header = (board_library / tflm_ops.RESOLVER_HEADER).read_text()
+    parsed = tflm_ops.parse_resolver_header(header)
+    assert json.loads(tflm_ops.SNAPSHOT.read_text())["methods"] == parsed
+    # Every Add<Op>() of the class that takes no op argument registers a builtin or a custom op.
+    adders = set(re.findall(r"TfLiteStatus\s+(Add\w+)\s*\(", header)) - {"AddBuiltin", "AddCustom"}
+    customs = {"AddCircularBuffer", "AddDetectionPostprocess", "AddEthosU"}
+    assert set(parsed.values()) == adders - customs
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE", "MAX_POOL_2D"} <= set(parsed)
 
 
 # ---------------------------------------------------------------- calibration, staged writes
