@@ -14,13 +14,12 @@ another model never pass.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import runfolder
+from common import convert_report, runfolder
 from common.commit import read_record, sha256_file, verify_files
 from common.errors import DataError
 
@@ -63,7 +62,7 @@ def convert_record(run: Path, files: dict[Path, bytes]) -> dict[str, Any]:
     from common.quant import model_hash
 
     run = Path(run)
-    report = json.loads(files[run / runfolder.CONVERT_REPORT_JSON])
+    report = convert_report.parse(files[run / runfolder.CONVERT_REPORT_JSON])
     made_from: dict[str, Any] = {}
     if report.get("source") == "keras":
         for name in (runfolder.MODEL_KERAS, runfolder.CALIBRATION_SET_NPZ):

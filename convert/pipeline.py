@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from common import runfolder
+from common.convert_report import ConvertReport
 from common.errors import DataError, ModelError
 from common.quant import TensorSpec, model_hash
 from common.saved_split import SavedSplit, read_split
@@ -42,7 +43,7 @@ class ConvertOptions:
 
 @dataclass
 class ConvertResult:
-    report: dict
+    report: ConvertReport
     written: list[Path] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # stale files of an earlier model
 
@@ -212,7 +213,7 @@ def convert(opts: ConvertOptions) -> ConvertResult:
     rows = cost.layer_costs(model)
     generated = codegen.render(model, labels, arena, source_name=source, model_source=runfolder.MODEL_TFLITE)
 
-    report = {
+    report: ConvertReport = {
         "model_hash": model_hash(data),
         "source": "keras" if keras_model is not None else "tflite",
         "source_file": source,

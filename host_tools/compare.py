@@ -23,6 +23,7 @@ import numpy as np
 
 from common import runfolder
 from common.atomic import write_text
+from common.convert_report import ConvertReport, as_report
 from common.errors import DataError
 from common.metrics import classification_summary, output_agreement
 from common.saved_split import SavedSplit, read_split
@@ -58,7 +59,7 @@ class Loaded:
     run: Path
     test: SavedSplit
     desktop: dict[str, np.ndarray]
-    report: dict[str, Any]
+    report: ConvertReport
     device: dict[str, Any] | None
     index: np.ndarray  # test samples compared (all, or those the device evaluated)
     device_out: np.ndarray | None
@@ -119,7 +120,7 @@ def _device_samples(device: dict[str, Any], n_test: int, n_out: int, model_hash:
 
 def load(run: Path) -> Loaded:
     test = read_split(runfolder.require(run, runfolder.TEST_SET_NPZ, "python -m train"))
-    report = _load_json(runfolder.require(run, runfolder.CONVERT_REPORT_JSON, CONVERT_CMD))
+    report = as_report(_load_json(runfolder.require(run, runfolder.CONVERT_REPORT_JSON, CONVERT_CMD)))
     desktop = _load_npz(runfolder.require(run, runfolder.DESKTOP_OUTPUTS_NPZ, CONVERT_CMD))
     try:
         out_shape = [int(d) for d in report["io"]["output"]["shape"]]
@@ -273,7 +274,7 @@ def _accuracy_blocks(data: Loaded, cols: list[Column]) -> list[Block]:
     ]
 
 
-def _layer_blocks(report: dict[str, Any]) -> list[Block]:
+def _layer_blocks(report: ConvertReport) -> list[Block]:
     layers = report.get("layers") or []
     clock = float((report.get("latency_estimate") or {}).get("clock_hz") or 0)
     if not layers or clock <= 0:

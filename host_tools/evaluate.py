@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from common import runfolder
+from common import convert_report, runfolder
 from common.commit import StagedCommit
 from common.errors import DataError
 from common.provenance import EVALUATE, split_digest
@@ -29,7 +29,7 @@ TRAIN_CMD = "python -m train"
 def _invoke_estimate_s(run: Path) -> float:
     """convert's reference-kernel latency estimate (the slower kind), 0 when unknown."""
     try:
-        report = json.loads((run / runfolder.CONVERT_REPORT_JSON).read_text(encoding="utf-8"))
+        report = convert_report.read(run / runfolder.CONVERT_REPORT_JSON)
         return float(report["latency_estimate"]["reference_us"]) / 1e6
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0

@@ -1,2 +1,0 @@
-// Stand-in for the TFLM Arduino library's umbrella header.
-#pragma once
