@@ -18,12 +18,17 @@ from common.protocol import (
     HEADER,
     HEADER_BYTES,
     PROTOCOL_VERSION,
+    SEQ_UNKNOWN,
     Code,
     encoded_frame_size,
 )
-from common.protocol import (
-    SEQ_UNKNOWN as SEQ_UNKNOWN,  # re-exported: the seq of a reply to an untrusted header
-)
+
+# The protocol constants the layers above use are re-exported from here.
+__all__ = [
+    "CRC_BYTES", "DELIMITER", "HEADER_BYTES", "MIN_RAW_FRAME", "PROTOCOL_VERSION", "SEQ_UNKNOWN", "Frame",
+    "FrameError", "FrameFault", "StreamDecoder", "build_frame", "build_raw", "cobs_decode", "cobs_encode",
+    "parse_frame", "parse_raw", "wire_size",
+]
 
 DELIMITER = b"\x00"
 MIN_RAW_FRAME = HEADER_BYTES + CRC_BYTES

@@ -127,12 +127,15 @@ def _open_error(port: str, exc: serial.SerialException) -> DeviceError:
     return DeviceError(f"cannot open port {port}: {first_line(exc)}")
 
 
-def _write_timeout(port: str) -> dict[str, float]:
-    """pyserial's RFC 2217 client refuses a write timeout; its socket has its own (5 s
-    without progress), so its writes are bounded all the same."""
+def _open(port: str) -> serial.Serial:
+    # exclusive=True: two programs on one board would steal each other's replies (URL
+    # handlers without a lock ignore it; the server side owns the port then).
     if port.lower().startswith("rfc2217://"):
-        return {}
-    return {"write_timeout": timing.WRITE_TIMEOUT_S}
+        # pyserial's RFC 2217 client refuses a write timeout; its socket has its own (5 s
+        # without progress), so its writes are bounded all the same.
+        return serial.serial_for_url(port, baudrate=115200, timeout=0, exclusive=True)
+    return serial.serial_for_url(port, baudrate=115200, timeout=0, exclusive=True,
+                                 write_timeout=timing.WRITE_TIMEOUT_S)
 
 
 class SerialLink:
@@ -144,10 +147,7 @@ class SerialLink:
         self.bytes_received = 0
         self._trace = FrameTrace(trace) if trace is not None else None
         try:
-            # exclusive=True: two programs on one board would steal each other's replies
-            # (URL handlers without a lock ignore it; the server side owns the port then).
-            self._ser = serial.serial_for_url(port, baudrate=115200, timeout=0, exclusive=True,
-                                              **_write_timeout(port))
+            self._ser = _open(port)
         except serial.SerialException as exc:
             raise _open_error(port, exc) from None
         except ValueError as exc:  # an unknown URL scheme
