@@ -79,3 +79,24 @@ def read_split(path: Path) -> SavedSplit:
         top = f"0..{len(names) - 1}" if names is not None else "0 or more"
         raise DataError(f"{path}: labels outside {top}")
     return SavedSplit(x=x, y=y.astype(np.int64), labels=names)
+
+
+def require_test_set(run: Path) -> Path:
+    """The run folder's test split, or a one-line error whose hint fits how the run was made:
+    a model converted ``--from-tflite`` has no train stage to produce one."""
+    import json
+
+    from common import runfolder
+
+    path = Path(run) / runfolder.TEST_SET_NPZ
+    if path.is_file():
+        return path
+    try:
+        source = json.loads((Path(run) / runfolder.CONVERT_REPORT_JSON).read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        source = None
+    if source == "tflite":
+        raise DataError(f"{path} not found: the model came from --from-tflite, so provide the test set: "
+                        "numpy.savez(path, x=inputs as the model takes them, optional y=class indices, "
+                        "labels=class names), then run `python -m convert --from-tflite` again")
+    return runfolder.require(run, runfolder.TEST_SET_NPZ, "python -m train")

@@ -194,8 +194,10 @@ def convert(opts: ConvertOptions) -> ConvertResult:
     src = _model_bytes(opts)
     data, source, keras_model, quantize_s = src.data, src.name, src.keras_model, src.quantize_s
     model = tflite_model.load(data, source)
-    tflite_model.check_int8(model, source)
+    # Ops first: a model with an op the board cannot run (an NPU's custom op) is refused for that
+    # op, not for the unusual tensor types that come with it.
     tflite_model.check_tflm_ops(model)
+    tflite_model.check_int8(model, source)
     board_compat.check_board_computes(model, source)
 
     test_path = opts.run / runfolder.TEST_SET_NPZ

@@ -32,6 +32,10 @@ _FLOAT_TYPES = {"float32", "float16", "float64", "bfloat16"}
 # The board has 256 KB of RAM; an int8 input or output four times larger is a damaged shape.
 _MAX_IO_ELEMENTS = 1 << 20
 _WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+# An int8 LSTM keeps its cell state and some gate operands in int16 (TFLite's 8x8->16 scheme);
+# TFLM's kernel takes them, and they never cross the protocol (the model's input and output
+# stay int8).
+_INT16_STATE_OPS = {"UNIDIRECTIONAL_SEQUENCE_LSTM"}
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,8 @@ def check_int8(model: TfliteModel, source: str) -> None:
     for op in model.ops:
         for t in (*op.inputs, *op.outputs):
             if t.dtype == "int8" or t.dtype in _ALLOWED_SIDE_TYPES:
+                continue
+            if t.dtype == "int16" and op.op in _INT16_STATE_OPS and t.index != model.output_index:
                 continue
             what = "weights" if t.is_constant else "tensor"
             kind = "a float model" if t.dtype in _FLOAT_TYPES else "not fully int8"

@@ -381,6 +381,7 @@ def _intro_blocks(data: Loaded) -> list[Block]:
         Para(f"Model {source}, int8 hash {report.get('model_hash', '?')}; input {io['input']['shape']}, "
              f"output {io['output']['shape']} ({'class scores' if data.classifier else 'values'})."),
         Para(f"Test split: {len(data.index)} samples{subset}."),
+        Para(_tflm_engine_text(report)),
     ]
     if not data.labelled:
         why = "no class labels in the test split" if data.classifier else "the output is not class scores"
@@ -394,6 +395,17 @@ def _intro_blocks(data: Loaded) -> list[Block]:
                            f"'{dev.get('board', '?')}', firmware {dev.get('firmware', '?')}, "
                            f"port {header.get('port', '?')}."))
     return blocks
+
+
+def _tflm_engine_text(report: ConvertReport) -> str:
+    """What the 'TFLM (host)' column ran on, and how far the second TFLM agreed with it."""
+    engine = report.get("tflm_engine", "the tflite-micro Python runtime")
+    check = report.get("tflm_crosscheck") or {}
+    text = f"TFLM (host) column: {engine}."
+    if check:
+        text += (f" Cross-check, {check['engine']}: identical on {check['identical']:,} of "
+                 f"{check['samples']:,} samples (max {check['max_abs_diff_lsb']} LSB apart).")
+    return text
 
 
 def compare(run: Path) -> list[Path]:

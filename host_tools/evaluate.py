@@ -51,9 +51,9 @@ class TestInputs:
 
 
 def load_inputs(run: Path, expected: ExpectedModel) -> TestInputs:
-    from common.saved_split import read_split
+    from common.saved_split import read_split, require_test_set
 
-    path = runfolder.require(run, runfolder.TEST_SET_NPZ, TRAIN_CMD)
+    path = require_test_set(run)
     split = read_split(path)
     spec = expected.io.input
     if tuple(split.x.shape[1:]) != tuple(spec.shape[1:]):
