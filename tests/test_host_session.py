@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from core_reference import Info as RefInfo
+from core_reference import Tensor as RefTensor
 
 from common.errors import DeviceError
 from common.quant import IoSpec, TensorSpec
@@ -30,40 +32,14 @@ EXPECTED = ExpectedModel(path=Path("model_int8.tflite"), model_hash=HASH, io=IO)
 
 
 def info_payload(model_hash: str = HASH, window: int = 4) -> bytes:
-    return (
-        struct.pack(
-            "<B3BBBHIII8sBB4HBB4HfifiI",
-            1,
-            0,
-            1,
-            0,
-            window,
-            0,
-            64,
-            0,
-            4096,
-            1000,
-            bytes.fromhex(model_hash),
-            1,
-            2,
-            1,
-            IN_BYTES,
-            0,
-            0,
-            1,
-            2,
-            1,
-            OUT_BYTES,
-            0,
-            0,
-            0.5,
-            -1,
-            0.25,
-            2,
-            1234,
-        )
-        + b"\x04fake\x00"
-    )
+    """The INFO of the device below as the test oracle (tests/core_reference.py) lays it out,
+    not with the host's own decoder format; ``window`` replaces the firmware's window (byte 4)."""
+    info = RefInfo(input=RefTensor((1, IN_BYTES), 0.5, -1), output=RefTensor((1, OUT_BYTES), 0.25, 2),
+                   arena_size=4096, arena_used=1000, model_hash=bytes.fromhex(model_hash), model_size=1234,
+                   board_name="fake")
+    payload = bytearray(info.payload())
+    payload[4] = window
+    return bytes(payload)
 
 
 def outputs_for(payload: bytes) -> bytes:
