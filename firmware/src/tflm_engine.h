@@ -8,16 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol.h"
+
 namespace tflm_engine {
 
-// Start-up status codes, as documented in docs/protocol.md section 5 (INFO byte 5).
+// Start-up status codes (INFO byte 5), the values of the protocol's list in protocol.h.
 enum class Status : uint8_t {
-  kReady = 0,
-  kSchemaMismatch = 1,
-  kOpRegistrationFailed = 2,
-  kAllocateTensorsFailed = 3,
-  kInputMismatch = 4,
-  kOutputMismatch = 5,
+  kReady = core::kStartupReady,
+  kSchemaMismatch = core::kStartupSchemaMismatch,
+  kOpRegistrationFailed = core::kStartupOpRegistrationFailed,
+  kAllocateTensorsFailed = core::kStartupAllocateTensorsFailed,
+  kInputMismatch = core::kStartupInputMismatch,
+  kOutputMismatch = core::kStartupOutputMismatch,
 };
 
 // Maps the generated model, registers its ops, allocates tensors, checks the I/O tensors
