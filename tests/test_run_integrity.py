@@ -160,9 +160,9 @@ def _start_holder(run: Path) -> subprocess.Popen[str]:
 def test_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
     holder = _start_holder(tmp_path)
     try:
-        with pytest.raises(DataError, match=rf"in use by pid {holder.pid} \(python -m holder"):
-            with runlock.hold(tmp_path, "python -m test"):
-                pass
+        with pytest.raises(DataError, match=rf"in use by pid {holder.pid} \(python -m holder"), \
+                runlock.hold(tmp_path, "python -m test"):
+            pass
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -223,7 +223,7 @@ def test_huge_declared_array_is_refused_from_its_header(tmp_path: Path) -> None:
         read_split(path)
     proc = run_tool("train", "--run", str(tmp_path / "run"), "--dataset", str(path), check=False)
     _one_error_line(proc, 3, "declares shape")
-    assert 4 * 10**12 > MAX_ARRAY_BYTES
+    assert MAX_ARRAY_BYTES < 4 * 10**12
 
 
 def test_scalar_label_array_is_refused(tmp_path: Path) -> None:
@@ -416,8 +416,9 @@ def test_train_killed_at_its_first_rename_is_refused_by_convert(run_copy: Path, 
     n = _first_rename(staged, len(runfolder.DOWNSTREAM_OF_TRAIN)) + 1  # model.keras renamed, splits not
     env_fault = {FAULT_ENV: f"train:{n}:{sig}"}
     proc = subprocess.run([sys.executable, "-m", "train", "--run", str(run_copy), "--limit", "300",
-                           "--epochs", "1", "--seed", "1", "--quiet"], cwd=ROOT, env={**tool_env(), **env_fault},
-                          capture_output=True, text=True, timeout=STAGE_TIMEOUT_S, check=False)
+                           "--epochs", "1", "--seed", "1", "--quiet"], cwd=ROOT,
+                          env={**tool_env(), **env_fault}, capture_output=True, text=True,
+                          timeout=STAGE_TIMEOUT_S, check=False)
     if sig == "INT":
         assert proc.returncode == 130 and proc.stderr.strip().splitlines()[-1] == "interrupted"
         assert _temps(run_copy) == []
@@ -459,8 +460,8 @@ def test_two_evaluations_of_one_folder_the_second_is_refused(run_copy: Path, tmp
         while not (control / "step").exists():  # the first one holds the lock, paused before its write
             assert time.monotonic() < deadline and first.poll() is None, "the first evaluation did not start"
             time.sleep(PAUSE_POLL_S)
-        second = run_tool("host_tools", "evaluate", "--port", "virtual", "--run", str(run_copy), "--limit", "60",
-                          "--no-progress", check=False)
+        second = run_tool("host_tools", "evaluate", "--port", "virtual", "--run", str(run_copy),
+                          "--limit", "60", "--no-progress", check=False)
         _one_error_line(second, 3, f"pid {first.pid}", "evaluate")
         (control / "go-1").touch()
         _, err = first.communicate(timeout=STAGE_TIMEOUT_S)
@@ -469,7 +470,8 @@ def test_two_evaluations_of_one_folder_the_second_is_refused(run_copy: Path, tmp
         if first.poll() is None:
             first.kill()
             first.wait()
-    journal = [json.loads(line) for line in (run_copy / runfolder.DEVICE_EVAL_JOURNAL).read_text().splitlines()]
+    text = (run_copy / runfolder.DEVICE_EVAL_JOURNAL).read_text()
+    journal = [json.loads(line) for line in text.splitlines()]
     assert sorted(r["index"] for r in journal if "index" in r) == list(range(60))
 
 
@@ -492,8 +494,8 @@ def test_run_folder_starting_with_a_dash_works_with_the_virtual_port(run_copy: P
     dashed = tmp_path / "-run"
     shutil.copytree(run_copy, dashed)
     proc = subprocess.run([sys.executable, "-m", "host_tools", "evaluate", "--port", "virtual", "--run=-run",
-                           "--limit", "10", "--no-progress"], cwd=tmp_path, env=tool_env(), capture_output=True,
-                          text=True, timeout=STAGE_TIMEOUT_S, check=False)
+                           "--limit", "10", "--no-progress"], cwd=tmp_path, env=tool_env(),
+                          capture_output=True, text=True, timeout=STAGE_TIMEOUT_S, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (dashed / runfolder.DEVICE_EVAL_JSON).is_file()
 
