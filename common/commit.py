@@ -70,7 +70,7 @@ def _alive(pid: int) -> bool:
 
 def remove_dead_temps(folder: Path) -> list[str]:
     """Delete temporary files left by writers that no longer run; the names removed."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(Path(folder).iterdir())
     except OSError:

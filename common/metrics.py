@@ -43,14 +43,15 @@ def report_dict(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.n
     t, p = _checked(y_true, y_pred, labels)
     report = classification_report(t, p, labels=list(range(len(labels))), target_names=list(labels),
                                    output_dict=True, zero_division=0)
-    return _plain(report)
+    plain: dict[str, Any] = _plain(report)
+    return plain
 
 
 def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
               labels: Sequence[str]) -> np.ndarray:
     """Counts (C, C): row = true class, column = predicted class."""
     t, p = _checked(y_true, y_pred, labels)
-    return confusion_matrix(t, p, labels=list(range(len(labels))))
+    return np.asarray(confusion_matrix(t, p, labels=list(range(len(labels)))))
 
 
 def classification_summary(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,

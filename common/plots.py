@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from common.atomic import atomic_path
 
@@ -74,7 +75,7 @@ def plot_confusion(matrix: np.ndarray | Sequence[Sequence[int]], labels: Sequenc
     save_figure(fig, path)
 
 
-def _tight_layout(fig: plt.Figure) -> None:
+def _tight_layout(fig: Figure) -> None:
     # With long class names tight_layout cannot fit everything and warns on the console; the
     # figure is still written, only with cramped margins.
     with warnings.catch_warnings():
@@ -82,7 +83,7 @@ def _tight_layout(fig: plt.Figure) -> None:
         fig.tight_layout()
 
 
-def save_figure(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     """Write ``fig`` as a PNG atomically and free it (figures are never shown, only saved)."""
     try:
         with atomic_path(path, suffix=".png") as tmp:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ class TensorSpec:
         whole = np.trunc(v)
         # v - trunc(v) is exact; floor(|v| + 0.5) is not (0.49999997 + 0.5 rounds up to 1.0).
         q = np.where(np.abs(v - whole) >= 0.5, whole + np.sign(v), whole) + self.zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        quantized: np.ndarray = np.clip(q, -128, 127).astype(np.int8)
+        return quantized
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class IoSpec:
     output: TensorSpec
 
 
-def _spec(detail: dict) -> TensorSpec:
+def _spec(detail: dict[str, Any]) -> TensorSpec:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorSpec(name=str(detail["name"]), shape=tuple(int(d) for d in detail["shape"]),
                       dtype=np.dtype(detail["dtype"]).name, scale=float(scale),

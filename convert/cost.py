@@ -7,9 +7,11 @@ device column of the final report has the measured invoke times.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
+from common.convert_report import LatencyEstimate
 from convert.boards import Board
 from convert.tflite_model import OpInfo, TfliteModel
 
@@ -97,7 +99,7 @@ def layer_costs(model: TfliteModel) -> list[LayerCost]:
     return rows
 
 
-def latency_estimate(rows: list[LayerCost], board: Board) -> dict[str, float | str]:
+def latency_estimate(rows: list[LayerCost], board: Board) -> LatencyEstimate:
     cmsis = sum(r.est_cycles_cmsis_nn for r in rows)
     ref = sum(r.est_cycles_reference for r in rows)
     return {
@@ -111,5 +113,5 @@ def latency_estimate(rows: list[LayerCost], board: Board) -> dict[str, float | s
     }
 
 
-def rows_as_dicts(rows: list[LayerCost]) -> list[dict]:
+def rows_as_dicts(rows: list[LayerCost]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]

@@ -12,11 +12,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from common import runfolder
-from common.convert_report import ConvertReport
+from common.convert_report import ConvertReport, TensorReport
 from common.errors import DataError, ModelError
 from common.quant import TensorSpec, model_hash
 from common.saved_split import SavedSplit, read_split
@@ -54,7 +55,7 @@ class ModelSource:
     name: str  # for messages
     keras_model: object | None  # None for --from-tflite
     quantize_s: float | None  # seconds the int8 conversion itself took
-    calibration: dict | None  # the calibration draw actually used (convert_report.json)
+    calibration: dict[str, Any] | None  # the calibration draw actually used (convert_report.json)
 
 
 def _model_bytes(opts: ConvertOptions) -> ModelSource:
@@ -76,12 +77,12 @@ def _model_bytes(opts: ConvertOptions) -> ModelSource:
     return ModelSource(data, runfolder.MODEL_KERAS, keras_model, time.perf_counter() - started, drawn)
 
 
-def _io_dict(spec: TensorSpec) -> dict:
+def _io_dict(spec: TensorSpec) -> TensorReport:
     return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype, "scale": spec.scale,
             "zero_point": spec.zero_point}
 
 
-def check_budget(model_bytes: int, arena_bytes: int, board: Board) -> dict:
+def check_budget(model_bytes: int, arena_bytes: int, board: Board) -> dict[str, Any]:
     if model_bytes > board.flash_for_model:
         raise ModelError(f"model needs {model_bytes} bytes of flash but {board.name} has "
                          f"{board.flash_for_model} left for it ({board.flash_bytes} minus "
@@ -121,7 +122,8 @@ def _shown_dir(folder: Path, run: Path) -> str:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    named: dict[str, Any] = dict(arrays)  # numpy's stub reads a keyword array as allow_pickle
+    np.savez_compressed(buf, **named)
     return buf.getvalue()
 
 
@@ -135,7 +137,7 @@ class Verification:
     outputs: dict[str, np.ndarray]  # desktop_outputs.npz content; empty without a test split
 
 
-def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, dict]:
+def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, dict[str, Any]]:
     """Arena measured, margin added, budget checked, chosen size proven to work; plus the budget."""
     # Flash is known before TFLM runs; check it first so an oversize model fails fast.
     check_budget(len(data), 0, opts.board)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from common.errors import DataError, ModelError
+from common.errors import DataError, ModelError, first_line
 from common.quiet import captured_stdout_fd, quiet_tensorflow, silenced_stderr
 
 
-def load_keras(path: Path):
+def load_keras(path: Path) -> Any:  # a keras.Model (Keras ships no type information)
     quiet_tensorflow()
     import keras
 
@@ -24,11 +25,10 @@ def load_keras(path: Path):
         with silenced_stderr():
             return keras.models.load_model(path, compile=False)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"cannot load Keras model {path}: {first}") from None
+        raise ModelError(f"cannot load Keras model {path}: {first_line(exc)}") from None
 
 
-def input_shape(model) -> tuple[int, ...]:
+def input_shape(model: Any) -> tuple[int, ...]:
     """Per-sample input shape (without batch) of a single-input model."""
     try:
         inputs, outputs = model.inputs, model.outputs
@@ -55,7 +55,7 @@ def calibration_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.asarray(x[idx], dtype=np.float32)
 
 
-def quantize_int8(model, calibration: np.ndarray) -> bytes:
+def quantize_int8(model: Any, calibration: np.ndarray) -> bytes:
     """Full-integer PTQ: int8 weights, activations, input and output; builtin int8 ops only."""
     quiet_tensorflow()
     import keras
@@ -91,7 +91,7 @@ def quantize_int8(model, calibration: np.ndarray) -> bytes:
             raise ModelError(f"int8 conversion failed: {first[:300]}") from None
 
 
-def float_predict(model, x: np.ndarray) -> np.ndarray:
+def float_predict(model: Any, x: np.ndarray) -> np.ndarray:
     """Keras float outputs for the test split (the 'float' column of the report), one row per
     sample (N, outputs), flattened like the int8 outputs of the runtimes."""
     with silenced_stderr():

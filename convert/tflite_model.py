@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def _names_by_value(cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def _schema():  # the LiteRT wheel ships the generated schema; import it lazily (it is large)
+def _schema() -> Any:  # the LiteRT wheel ships the generated schema; import it lazily (it is large)
     from ai_edge_litert import schema_py_generated as schema
 
     return schema
@@ -152,7 +153,7 @@ def _check_io_shapes(io: IoSpec, source: str) -> None:
                              f"which no board can hold (at most {_MAX_IO_ELEMENTS:,} elements)")
 
 
-def _read_ops(model, schema) -> tuple[OpInfo, ...]:
+def _read_ops(model: Any, schema: Any) -> tuple[OpInfo, ...]:
     op_names = _names_by_value(schema.BuiltinOperator)
     type_names = {k: v.lower() for k, v in _names_by_value(schema.TensorType).items()}
     graph = model.subgraphs[0]

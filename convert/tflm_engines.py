@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from common import board_sources, board_tflm
+from common.errors import ModelError
 from convert import arena as arena_mod
 from convert import verify
 
@@ -53,7 +55,7 @@ def measure_arena(data: bytes, limit: int) -> ArenaMeasure:
     if board_available():
         try:
             probe = board_tflm.BoardTflm.open(data, arena_mod.PROBE_ARENA_BYTES)
-        except arena_mod.ModelError as exc:
+        except ModelError as exc:
             if "AllocateTensors" in str(exc):
                 raise arena_mod.ArenaTooLarge(max(limit, arena_mod.PROBE_ARENA_BYTES)) from None
             raise
@@ -72,11 +74,11 @@ def verify_arena(data: bytes, arena_bytes: int) -> None:
 class TflmRun:
     outputs: np.ndarray  # the TFLM column (N, outputs)
     engine: str
-    crosscheck: dict  # the other TFLM against this one; empty without a second engine
+    crosscheck: dict[str, Any]  # the other TFLM against this one; empty without a second engine
     warnings: list[str]
 
 
-def _crosscheck(board: np.ndarray, python: np.ndarray, name: str) -> tuple[dict, list[str]]:
+def _crosscheck(board: np.ndarray, python: np.ndarray, name: str) -> tuple[dict[str, Any], list[str]]:
     diff = np.abs(board.astype(np.int16) - python.astype(np.int16)).max(axis=1)
     parting = np.flatnonzero(diff)
     result = {"engine": name, "samples": len(board), "identical": int(len(board) - len(parting)),

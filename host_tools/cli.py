@@ -7,11 +7,14 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import runfolder, runlock
 from common.errors import DataError, UsageError, run_cli
 from host_tools.linksim import LINK_PRESETS, FaultConfig
+
+if TYPE_CHECKING:  # imported when a command needs a port, so `--help` stays quick
+    from host_tools.link import SerialLink
 
 VIRTUAL = "virtual"
 AUTO = "auto"
@@ -188,7 +191,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _device(port: str, run: Path, trace: str | None = None) -> Iterator[tuple[object, str, bool]]:
+def _device(port: str, run: Path, trace: str | None = None) -> Iterator[tuple[SerialLink, str, bool]]:
     """An open link for --port (auto, virtual, a path or a URL): (link, label, virtual)."""
     from host_tools.link import SerialLink, open_trace
 
@@ -285,7 +288,7 @@ def _evaluate(args: argparse.Namespace, evaluate: Callable[..., Any]) -> int:
             label,
             virtual,
             window=args.window,
-            limit=args.limit,  # type: ignore[arg-type]
+            limit=args.limit,
             restart=args.restart,
             progress=not args.no_progress,
             flash_hint=VIRTUAL_HINT if virtual else None,

@@ -51,7 +51,7 @@ class Column:
 
     @property
     def preds(self) -> np.ndarray:
-        return (self.q if self.q is not None else self.values).argmax(axis=1)
+        return np.asarray((self.q if self.q is not None else self.values).argmax(axis=1))
 
 
 @dataclass(frozen=True)
@@ -314,10 +314,11 @@ def _latency_blocks(data: Loaded) -> list[Block]:
                      *(f"{cycles[k]:,.0f}" for k in ("mean", "p50", "p90", "p99"))])
     estimate = data.report.get("latency_estimate") or {}
     board = (data.report.get("budget") or {}).get("board", "board")
-    for key, name in (("cmsis_nn_us", "CMSIS-NN kernels"), ("reference_us", "reference kernels")):
-        if key in estimate:
+    for value, name in ((estimate.get("cmsis_nn_us"), "CMSIS-NN kernels"),
+                        (estimate.get("reference_us"), "reference kernels")):
+        if value is not None:
             rows.append([f"{board}: estimate, {name} ({estimate.get('clock_hz', 0) / 1e6:g} MHz)",
-                         f"{estimate[key]:,.0f} us", "", "", ""])
+                         f"{value:,.0f} us", "", "", ""])
     if rows:
         blocks.append(Table(["what", "mean", "p50", "p90", "p99"], rows))
     times = [s.get("invoke_us") for s in (data.device or {}).get("samples", []) if isinstance(s, dict)]

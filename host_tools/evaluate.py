@@ -157,14 +157,15 @@ def evaluate(
     if state.header is not None:
         _check_journal(journal_path, state.header, expected, data)
         out_len = expected.io.output.size
-        wrong = [i for i, rec in state.samples.items() if len(rec["output"]) != out_len or i >= len(data.labels)]
+        wrong = [i for i, rec in state.samples.items()
+                 if len(rec["output"]) != out_len or i >= len(data.labels)]
         for i in wrong:
             del state.samples[i]
         state.skipped += len(wrong)
         if state.skipped:
             log(f"skipped {state.skipped} malformed line(s) of {journal_path.name}; their samples are "
                 "evaluated again")
-    session = Session(link, expected, **({"flash_hint": flash_hint} if flash_hint else {}))
+    session = Session(link, expected, flash_hint=flash_hint) if flash_hint else Session(link, expected)
     info = session.handshake()
     if restart and journal_path.exists():
         journal_path.unlink()
@@ -245,7 +246,8 @@ def final_json(
     """device_eval.json: readable header and summary, then one compact line per sample."""
     lines = ",\n".join("    " + json.dumps(s, separators=(",", ":")) for s in samples)
     return (
-        f'{{\n  "stage": "{EVALUATE}",\n  "header": {json.dumps(header)},\n  "sessions": {json.dumps(sessions)},\n'
+        f'{{\n  "stage": "{EVALUATE}",\n  "header": {json.dumps(header)},\n'
+        f'  "sessions": {json.dumps(sessions)},\n'
         f'  "summary": {json.dumps(summary, indent=2)},\n  "samples": [\n{lines}\n  ]\n}}\n'
     )
 

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common import runfolder
 from common.errors import ModelError, ToolError
@@ -261,7 +262,7 @@ def build_vector_runner(generated_dir: Path | None = None, build_root: Path | No
 
 def _declare(lib: ctypes.CDLL) -> None:
     u32, i32, vp = ctypes.c_uint32, ctypes.c_int32, ctypes.c_void_p
-    signatures: dict[str, tuple[list, object]] = {
+    signatures: dict[str, tuple[list[Any], object]] = {
         "tm_init_model": ([INVOKE_FN, CLOCK_FN, WRITE_FN, vp, ctypes.c_uint8, ctypes.c_char_p, u32], i32),
         "tm_init_custom": ([ctypes.POINTER(_CDeviceInfo), INVOKE_FN, CLOCK_FN, WRITE_FN, vp], i32),
         "tm_feed": ([ctypes.c_char_p, u32], None),
@@ -281,7 +282,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes = args
         fn.restype = res
     # Only in the board-engine build (build_board_library).
-    board_engine: dict[str, tuple[list, object]] = {
+    board_engine: dict[str, tuple[list[Any], object]] = {
         "tm_engine_begin": ([], ctypes.c_uint8), "tm_engine_message": ([], ctypes.c_char_p),
         "tm_engine_arena_used": ([], u32)}
     for name, (args, res) in board_engine.items():
@@ -432,7 +433,7 @@ class HostCore:
 
     @property
     def model_hash(self) -> str:
-        return self._lib.tm_model_hash().decode("ascii")
+        return str(self._lib.tm_model_hash().decode("ascii"))
 
     def crc32(self, data: bytes) -> int:
         return int(self._lib.tm_crc32(data, len(data)))

@@ -104,7 +104,7 @@ class JournalWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = good_bytes is None
         self._fh: BinaryIO = open(path, "wb" if fresh else "r+b")  # noqa: SIM115
-        if not fresh:
+        if good_bytes is not None:
             # Cut a torn tail so the next line starts on a line boundary.
             self._fh.seek(good_bytes)
             self._fh.truncate()

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 
 from common.plots import MAX_ANNOTATED_CLASSES, save_figure
 
@@ -45,7 +46,7 @@ def _own_range(a: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
-def _draw_image(ax: plt.Axes, img: np.ndarray) -> None:
+def _draw_image(ax: Axes, img: np.ndarray) -> None:
     # Scaled to the picture's own range: 0..255 and 0..1 inputs both show, a flat one shows grey.
     lo, hi = _own_range(img)
     if img.shape[-1] == 1:
@@ -55,7 +56,7 @@ def _draw_image(ax: plt.Axes, img: np.ndarray) -> None:
     ax.axis("off")
 
 
-def _draw_signal(ax: plt.Axes, sample: np.ndarray) -> None:
+def _draw_signal(ax: Axes, sample: np.ndarray) -> None:
     sig = as_signal(sample)
     if sig.shape[1] <= MAX_LINE_CHANNELS:
         ax.plot(sig, linewidth=0.8)

@@ -66,10 +66,10 @@ class TflmEngine:
 
     def _views(self, in_ptr: int, in_len: int, out_ptr: int, out_len: int) -> None:
         """numpy views on the core's static buffers; rebuilt only if the core hands other ones."""
-        self._in_view = np.frombuffer((ctypes.c_int8 * in_len).from_address(in_ptr), dtype=np.int8).reshape(
-            self._shape
-        )
-        self._out_view = np.frombuffer((ctypes.c_int8 * out_len).from_address(out_ptr), dtype=np.int8)
+        in_buffer = memoryview((ctypes.c_int8 * in_len).from_address(in_ptr))
+        self._in_view = np.frombuffer(in_buffer, dtype=np.int8).reshape(self._shape)
+        out_buffer = memoryview((ctypes.c_int8 * out_len).from_address(out_ptr))
+        self._out_view = np.frombuffer(out_buffer, dtype=np.int8)
         self._ptrs = (in_ptr, in_len, out_ptr, out_len)
 
     def invoke(self, in_ptr: int, in_len: int, out_ptr: int, out_len: int) -> int:

@@ -39,7 +39,7 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-class EpochLine(keras.callbacks.Callback):
+class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]  # Keras ships no type information
     """One console line per epoch (Keras' own progress bar is off: ``verbose=0``)."""
 
     def __init__(self, epochs: int, emit: Callable[[str], None]) -> None:
@@ -48,10 +48,10 @@ class EpochLine(keras.callbacks.Callback):
         self._emit = emit
         self._started = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self._started = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}
         width = len(str(self._epochs))
         self._emit(f"epoch {epoch + 1:>{width}}/{self._epochs}  loss {logs.get('loss', float('nan')):.4f}  "

@@ -53,7 +53,7 @@ def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n < num_classes:
         raise DataError(f"cannot draw {n} samples covering all {num_classes} classes")
     picked, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
-    return picked
+    return np.asarray(picked)
 
 
 def three_way_indices(y: np.ndarray, seed: int, test_fraction: float = TEST_FRACTION,
