@@ -7,7 +7,7 @@ MODEL ?= dnn
 DATASET ?= mnist5k
 PORT ?= auto
 
-.PHONY: demo test train convert install board-sources virtual-board evaluate compare flash bench lint clean
+.PHONY: demo test train convert install board-sources virtual-board evaluate compare flash bench lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 train: $(VENV)/.installed
@@ -58,6 +59,10 @@ bench: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
+
+# mypy --strict on the product packages (pyproject.toml [tool.mypy]); part of `make test`.
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(RUN) build .pytest_cache
