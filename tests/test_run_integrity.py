@@ -195,7 +195,7 @@ def test_unwritable_run_folder_is_exit_3_before_any_work(tmp_path: Path) -> None
 # ------------------------------------------------------------------ options and oversized inputs
 
 @pytest.mark.parametrize("option", [("--hidden", "100000000"), ("--batch-size", str(1 << 40)),
-                                    ("--epochs", "0"), ("--limit", "-3")])
+                                    ("--epochs", "1000000"), ("--limit", "-3")])
 def test_impossible_train_options_are_argparse_errors(tmp_path: Path, option: tuple[str, str]) -> None:
     proc = run_tool("train", "--run", str(tmp_path / "run"), *option, check=False)
     assert proc.returncode == 2 and option[0] in proc.stderr and "Traceback" not in proc.stderr
