@@ -356,14 +356,17 @@ def _history_blocks(data: Loaded) -> list[Block]:
     png, history = data.run / runfolder.HISTORY_PNG, data.run / runfolder.HISTORY_JSON
     if not png.is_file():
         return []
-    trained = None
+    trained, epochs = None, None
     if history.is_file():
         try:
-            trained = json.loads(history.read_text(encoding="utf-8")).get("model_sha256")
+            record = json.loads(history.read_text(encoding="utf-8"))
+            trained, epochs = record.get("model_sha256"), record.get("epochs_run")
         except (OSError, ValueError, AttributeError):
             trained = None
     converted = data.report.get("source_sha256")
     if data.report.get("source") == "keras" and trained is not None and trained == converted:
+        if epochs == 0:
+            return [Heading("Training curves"), Para("None: the model was kept as given (--epochs 0).")]
         return [Heading("Training curves"), Image(png, "training curves")]
     return [Heading("Training curves"),
             Para("Not shown: the run folder's training history belongs to another model than the one "

@@ -175,3 +175,27 @@ def test_the_browser_check_sees_broken_images_and_console_errors(tmp_path: Path)
     seen = check_page(browser, page, tmp_path / "profile")
     assert seen.loaded and seen.heading == "bad"
     assert len(seen.broken_images) == 1 and any("boom" in e for e in seen.errors)
+
+
+@pytest.mark.parametrize(("source", "history_sha", "epochs", "shown"), [
+    ("keras", "aa", 3, "image"), ("keras", "bb", 3, "other"), ("tflite", "aa", 3, "other"),
+    ("keras", "aa", 0, "kept")])
+def test_training_curves_only_of_the_converted_model(tmp_path: Path, source: str, history_sha: str,
+                                                      epochs: int, shown: str) -> None:
+    x = np.random.default_rng(6).normal(size=(8, 5)).astype(np.float32)
+    run, _ = _run(tmp_path, x, 3, y=np.arange(8) % 3)
+    report = json.loads((run / "convert_report.json").read_text())
+    (run / "convert_report.json").write_text(json.dumps({**report, "source": source, "source_sha256": "aa"}))
+    (run / "history.json").write_text(json.dumps({"loss": [1.0] * epochs, "epochs_run": epochs,
+                                                  "model_sha256": history_sha}))
+    (run / "history.png").write_bytes(_PNG)
+    compare(run)
+    md = (run / "report.md").read_text()
+    assert ("![training curves](history.png)" in md) == (shown == "image")
+    assert ("belongs to another model" in md) == (shown == "other")
+    assert ("kept as given" in md) == (shown == "kept")
+
+
+# A 1x1 PNG: the curves' content does not matter here, only whether the report shows them.
+_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
