@@ -192,8 +192,9 @@ class StagedCommit:
         for target, tmp in list(self._staged.items()):
             self._write_point()
             os.chmod(tmp, mode)
-            if target.parent.resolve() == self.run.resolve():
-                hashes[target.name] = sha256_file(tmp)
+            relative = _inside(target, self.run)
+            if relative is not None:  # files outside the run folder (a firmware folder) are not recorded
+                hashes[relative] = sha256_file(tmp)
             os.replace(tmp, target)
             del self._staged[target]
         _fsync_dir(self.run)
@@ -211,6 +212,14 @@ class StagedCommit:
         del self._staged[record_path]
         _fsync_dir(self.run)
         return removed
+
+
+def _inside(path: Path, folder: Path) -> str | None:
+    """``path`` relative to ``folder`` (posix), or None when it lies outside."""
+    try:
+        return path.parent.resolve().joinpath(path.name).relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def _umask() -> int:

@@ -539,3 +539,22 @@ def test_compare_refuses_a_swapped_test_split_or_desktop_outputs(run_copy: Path)
     np.savez_compressed(desktop, **arrays)
     proc = run_tool("host_tools", "compare", "--run", str(run_copy), check=False)
     _one_error_line(proc, 3, runfolder.DESKTOP_OUTPUTS_NPZ, "python -m convert")
+
+
+def test_convert_record_covers_the_generated_files_in_the_run_folder(tmp_path: Path) -> None:
+    from convert.staged_write import write_all
+
+    run = tmp_path / "run"
+    files = {run / runfolder.CONVERT_REPORT_JSON: b'{"source": "tflite"}\n',
+             run / runfolder.MODEL_TFLITE: b"not really a model",
+             run / runfolder.GENERATED_DIR / "model_data.h": b"// one\n",
+             tmp_path / "firmware" / "model_data.h": b"// outside the run folder\n"}
+    write_all(files)
+    record = read_record(run, "convert", "x")
+    assert set(record["files"]) == {runfolder.CONVERT_REPORT_JSON, runfolder.MODEL_TFLITE,
+                                    f"{runfolder.GENERATED_DIR}/model_data.h"}
+    assert record["model_hash"] == hashlib.sha256(b"not really a model").hexdigest()[:16]
+    provenance.check_convert(run)
+    (run / runfolder.GENERATED_DIR / "model_data.h").write_bytes(b"// another model\n")
+    with pytest.raises(DataError, match="model_data.h is not the file `convert` wrote"):
+        provenance.check_convert(run)
