@@ -556,5 +556,5 @@ def test_convert_record_covers_the_generated_files_in_the_run_folder(tmp_path: P
     assert record["model_hash"] == hashlib.sha256(b"not really a model").hexdigest()[:16]
     provenance.check_convert(run)
     (run / runfolder.GENERATED_DIR / "model_data.h").write_bytes(b"// another model\n")
-    with pytest.raises(DataError, match="model_data.h is not the file `convert` wrote"):
+    with pytest.raises(DataError, match=r"model_data\.h is not the file `convert` wrote"):
         provenance.check_convert(run)
