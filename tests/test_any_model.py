@@ -1,0 +1,157 @@
+"""Models written here, one per case, through the command line: train (or --from-tflite),
+convert, evaluate on the virtual board and compare, each exiting 0 with a written report.
+
+Small on purpose (tens of samples, one epoch): the cases check that each kind of model gets
+through every stage, and that the device's outputs are identical to TFLM's on the host.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_tool
+
+pytestmark = pytest.mark.slow
+
+DEVICE_STEP = "TFLM (host) -> device (virtual board)"
+
+
+def _keras():  # TensorFlow only for the tests that build a model here
+    from common.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    return keras
+
+
+def _later_stages(run: Path, *convert_args: str) -> tuple[str, str, dict]:
+    """convert, evaluate --port virtual, compare; (convert's stdout, report.md, convert_report)."""
+    converted = run_tool("convert", "--run", str(run), *convert_args, timeout=600)
+    run_tool("host_tools", "evaluate", "--run", str(run), "--port", "virtual", "--no-progress", timeout=600)
+    run_tool("host_tools", "compare", "--run", str(run), timeout=300)
+    assert (run / "report.html").is_file()
+    report = json.loads((run / "convert_report.json").read_text())
+    return converted.stdout, (run / "report.md").read_text(), report
+
+
+def _device_row(md: str) -> list[str]:
+    for line in md.splitlines():
+        if line.startswith(f"| {DEVICE_STEP} |"):
+            return [c.strip() for c in line.strip("|").split("|")]
+    raise AssertionError(f"no row for {DEVICE_STEP}")
+
+
+def _assert_device_identical(md: str, classifier: bool) -> None:
+    row = _device_row(md)
+    exact, max_lsb = (row[4], row[5]) if classifier else (row[2], row[3])
+    assert (exact, max_lsb) == ("100.00%", "0")
+
+
+def _classes(n: int, k: int) -> np.ndarray:
+    return np.arange(n) % k
+
+
+def test_tabular_features_train_a_standardised_dnn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = _classes(100, 3)
+    # Six sensor features on different scales, some negative: no pixel rule may touch them.
+    x = rng.normal(size=(100, 6)) * [1, 10, 100, 1, 1, 5] + 3 * y[:, None] * [1, 10, 100, 0, 0, 0]
+    np.savez(tmp_path / "tab.npz", x=x.astype(np.float32), y=y, labels=np.array(["idle", "walk", "run"]))
+    run = tmp_path / "run"
+    trained = run_tool("train", "--run", str(run), "--dataset", str(tmp_path / "tab.npz"), "--epochs", "1")
+    assert "features 6" in trained.stdout and "pixel" not in trained.stdout + trained.stderr
+    _, md, report = _later_stages(run)
+    assert report["io"]["input"]["shape"] == [1, 6]
+    assert {"SUB", "MUL"} <= set(report["ops"])  # the standardisation, inside the model
+    assert "## Accuracy" in md
+    _assert_device_identical(md, classifier=True)
+
+
+def test_sequence_trains_a_1d_convolution(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y = _classes(90, 3)
+    t = np.arange(64)[None, :, None]
+    x = np.sin(2 * np.pi * (y[:, None, None] + 1) * t / 64) * 300 + 1000 + rng.normal(0, 20, (90, 64, 3))
+    np.savez(tmp_path / "gesture.npz", x=x.astype(np.float32), y=y)
+    run = tmp_path / "run"
+    trained = run_tool("train", "--run", str(run), "--dataset", str(tmp_path / "gesture.npz"),
+                       "--model", "cnn1d", "--epochs", "1")
+    assert "sequences 64x3" in trained.stdout
+    _, md, report = _later_stages(run)
+    assert report["io"]["input"]["shape"] == [1, 64, 3] and "CONV_2D" in report["ops"]
+    _assert_device_identical(md, classifier=True)
+    assert "![training curves](history.png)" in md
+
+
+def test_own_depthwise_separable_model_with_batch_norm_trained_by_train(tmp_path: Path) -> None:
+    keras = _keras()
+    inputs = keras.Input((12, 12, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.DepthwiseConv2D(3, padding="same")(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(8, 1)(h)
+    h = keras.layers.AveragePooling2D(2)(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(3, activation="softmax")(h)
+    keras.Model(inputs, outputs).save(tmp_path / "mine.keras")
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "img.npz", x=rng.integers(0, 256, (60, 12, 12), dtype=np.uint8), y=_classes(60, 3))
+    run = tmp_path / "run"
+    run_tool("train", "--run", str(run), "--dataset", str(tmp_path / "img.npz"),
+             "--model", str(tmp_path / "mine.keras"), "--epochs", "1")
+    _, md, report = _later_stages(run)
+    assert {"DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "CONV_2D"} <= set(report["ops"])
+    _assert_device_identical(md, classifier=True)
+    # The curves are this model's: train recorded the digest of the model.keras convert used.
+    assert "![training curves](history.png)" in md
+
+
+def test_many_channel_input_kept_as_given(tmp_path: Path) -> None:
+    keras = _keras()
+    # A keyword-spotting-like input: 16 frames x 1 x 40 filterbank channels.
+    inputs = keras.Input((16, 1, 40))
+    h = keras.layers.Conv2D(8, (3, 1), activation="relu")(inputs)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(4, activation="softmax")(h)
+    keras.Model(inputs, outputs).save(tmp_path / "kws.keras")
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "kws.npz", x=rng.normal(size=(80, 16, 1, 40)).astype(np.float32), y=_classes(80, 4))
+    run = tmp_path / "run"
+    trained = run_tool("train", "--run", str(run), "--dataset", str(tmp_path / "kws.npz"),
+                       "--model", str(tmp_path / "kws.keras"), "--epochs", "0")
+    assert "kept as given" in trained.stdout
+    _, md, report = _later_stages(run)
+    assert report["io"]["input"]["shape"] == [1, 16, 1, 40]
+    _assert_device_identical(md, classifier=True)
+    assert "None: the model was kept as given" in md
+
+
+def test_regression_autoencoder_from_tflite_without_labels(tmp_path: Path) -> None:
+    keras = _keras()
+    from common.saved_split import write_split
+    from convert.quantize import quantize_int8
+
+    x = np.random.default_rng(4).normal(size=(60, 32)).astype(np.float32)
+    inputs = keras.Input((32,))
+    h = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = keras.layers.Dense(32)(h)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "mse")
+    model.fit(x[:40], x[:40], epochs=1, verbose=0)
+    (tmp_path / "ae.tflite").write_bytes(quantize_int8(model, x[:40]))
+    run = tmp_path / "run"
+    run.mkdir()
+    write_split(run / "test_set.npz", x[40:])  # inputs only: no labels for a reconstruction
+    out, md, report = _later_stages(run, "--from-tflite", str(tmp_path / "ae.tflite"))
+    assert report["classifier"] is False and "top-1" not in out
+    assert "## Accuracy" not in md and "the output is not class scores" in md
+    assert report["io"]["output"]["shape"] == [1, 32]
+    _assert_device_identical(md, classifier=False)
+    assert "Training curves" not in md
