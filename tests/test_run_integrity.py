@@ -36,6 +36,8 @@ from host_tools.journal import read_journal
 CHILD_READY_TIMEOUT_S = 120.0
 STAGE_TIMEOUT_S = 600.0
 PAUSE_POLL_S = 0.02
+# A child told by the kernel that its parent died (SIGTERM) exits within this long.
+ORPHAN_EXIT_TIMEOUT_S = 30.0
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
@@ -49,6 +51,19 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles:
 
 def _temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+def _processes_with(text: str) -> list[int]:
+    """Live processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def _sha(path: Path) -> str:
@@ -438,6 +453,10 @@ def test_evaluate_killed_before_its_result_resumes_from_the_journal(run_copy: Pa
                           check=False)
     assert proc.returncode == -signal.SIGKILL
     assert not (run_copy / runfolder.DEVICE_EVAL_JSON).exists()
+    deadline = time.monotonic() + ORPHAN_EXIT_TIMEOUT_S
+    while _processes_with(f"--run={run_copy}") and time.monotonic() < deadline:
+        time.sleep(PAUSE_POLL_S)
+    assert _processes_with(f"--run={run_copy}") == [], "the killed evaluation left its virtual board running"
     report = run_tool("host_tools", "compare", "--run", str(run_copy), check=False)
     assert report.returncode == 0, report.stderr  # three columns: no device results yet
     again = run_tool("host_tools", "evaluate", "--port", "virtual", "--run", str(run_copy), "--limit", "80",
@@ -558,3 +577,35 @@ def test_convert_record_covers_the_generated_files_in_the_run_folder(tmp_path: P
     (run / runfolder.GENERATED_DIR / "model_data.h").write_bytes(b"// another model\n")
     with pytest.raises(DataError, match=r"model_data\.h is not the file `convert` wrote"):
         provenance.check_convert(run)
+
+
+def test_journal_is_flushed_before_waiting_on_a_silent_device(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_host_session import EXPECTED, IN_BYTES, FakeDevice, FakeLink
+
+    from host_tools.journal import JournalWriter
+    from host_tools.session import Session
+
+    # Only the wait itself may flush: the size and age rules would not for a whole day.
+    monkeypatch.setattr(timing, "JOURNAL_FLUSH_S", 86_400.0)
+    monkeypatch.setattr(timing, "JOURNAL_FLUSH_SAMPLES", 10**9)
+    path = tmp_path / runfolder.DEVICE_EVAL_JOURNAL
+    on_disk_while_silent: list[int] = []
+
+    class WatchedLink(FakeLink):
+        def read(self, timeout: float) -> bytes:
+            if not self.device.out:  # the host is about to wait on silence
+                on_disk_while_silent.append(path.read_bytes().count(b"\n"))
+            return super().read(timeout)
+
+    link = WatchedLink(FakeDevice(silent_after=2))
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    writer = JournalWriter(path, None)
+    session.on_idle = writer.flush_pending
+    done = []
+    for index, _ in session.stream([(i, bytes(IN_BYTES)) for i in range(4)]):
+        writer.write_line(f'{{"index":{index}}}\n')
+        done.append(index)
+    writer.close()
+    assert sorted(done) == [0, 1, 2, 3]
+    assert max(on_disk_while_silent) >= 2  # both results before the silence were on disk

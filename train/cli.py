@@ -15,7 +15,7 @@ import numpy as np
 from common import metrics, plots, runfolder, runlock
 from common.commit import StagedCommit, sha256_file
 from common.errors import DataError, UsageError
-from common.limits import check_npz_file
+from common.limits import check_keras_file, check_npz_file
 from common.provenance import TRAIN, split_digest
 from train.config import (
     DEFAULT_BATCH_SIZE,
@@ -167,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--run {run} is a file, not a folder")
     if args.dataset.endswith(".npz"):
         check_npz_file(Path(args.dataset), "dataset")
+    if args.model.endswith(".keras"):
+        check_keras_file(Path(args.model))  # a zip bomb is refused before Keras unpacks it
 
     if args.epochs == 0 and not args.model.endswith(".keras"):
         raise UsageError("--epochs 0 keeps a model as given: pass --model FILE.keras")
