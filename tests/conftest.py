@@ -116,7 +116,8 @@ def run_copy(host_run: Path, tmp_path: Path) -> Path:
     for item in host_run.iterdir():
         if item.is_file():
             (dst / item.name).write_bytes(item.read_bytes())
-    # The generated directory is only read: share it (convert_report.json points there).
+        elif item.is_dir():  # the generated firmware files belong to the run folder
+            shutil.copytree(item, dst / item.name)
     return dst
 
 
