@@ -94,7 +94,8 @@ def test_compare_with_very_long_class_names_prints_no_warnings(
     write_split(tmp_path / runfolder.TEST_SET_NPZ, rng.random((30, 8, 8, 1), dtype=np.float32), y, labels)
     outputs = rng.integers(-128, 128, size=(30, 3), dtype=np.int8)
     np.savez(tmp_path / runfolder.DESKTOP_OUTPUTS_NPZ, litert_int8=outputs, tflm_int8=outputs)
-    (tmp_path / runfolder.CONVERT_REPORT_JSON).write_text("{}\n")
+    io = {"input": {"shape": [1, 8, 8, 1]}, "output": {"shape": [1, 3], "scale": 1 / 256, "zero_point": -128}}
+    (tmp_path / runfolder.CONVERT_REPORT_JSON).write_text(json.dumps({"io": io}) + "\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = compare(tmp_path)
