@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # imported when a command needs a port, so `--help` stays qui
     from host_tools.link import SerialLink
 
 VIRTUAL = "virtual"
+EMULATED = "emulated"
 AUTO = "auto"
 VIRTUAL_HINT = (
     f"the virtual board runs the run folder's {runfolder.GENERATED_DIR}/ files: regenerate them with "
@@ -51,7 +52,8 @@ def _port_argument(parser: argparse.ArgumentParser) -> None:
         default=AUTO,
         metavar="PORT",
         help="serial port of the board; `auto` picks the only Arduino board attached, "
-        "`virtual` starts a virtual board for the run folder, a pyserial URL such as "
+        "`virtual` starts a virtual board for the run folder, `emulated` the emulated Cortex-M4 "
+        "(QEMU mps2-an386) running the firmware image, a pyserial URL such as "
         "socket://HOST:PORT or rfc2217://HOST:PORT reaches a board on another machine "
         "(default: %(default)s)",
     )
@@ -153,6 +155,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault generator")
 
+    em = sub.add_parser(
+        "emulate",
+        help="serve the firmware on an emulated Cortex-M4 (QEMU) on a pseudo-terminal",
+        description="Cross-compile the firmware image for QEMU's mps2-an386 (the board's TFLM library "
+        "and flags, its own board layer; cached), run it with `qemu-system-arm -icount shift=0` and "
+        "serve its UART on a pty (its path is the first line printed) until Ctrl-C or SIGTERM.",
+    )
+    runfolder.add_run_argument(em)
+    em.add_argument(
+        "--generated",
+        type=Path,
+        metavar="DIR",
+        help=f"generated model directory (default: the run folder's {runfolder.GENERATED_DIR}/)",
+    )
+
     info = sub.add_parser(
         "info",
         help="handshake and show what the device runs",
@@ -200,6 +217,13 @@ def _device(port: str, run: Path, trace: str | None = None) -> Iterator[tuple[Se
 
         with open_trace(trace) as stream, virtual_board(run) as path, SerialLink(path, stream) as link:
             yield link, path, True
+        return
+    if port == EMULATED:
+        from host_tools.emulator import emulated_board, generated_dir_for
+
+        with open_trace(trace) as stream, emulated_board(generated_dir_for(run, None)) as path, \
+                SerialLink(path, stream) as link:
+            yield link, path, False
         return
     if port == AUTO:
         from host_tools.ports import auto_port
@@ -258,6 +282,17 @@ def _cmd_virtual_board(args: argparse.Namespace) -> int:
 
     serve(args.run, args.generated, LinkConfig(bandwidth, latency), faults, announce, args.invoke_ms / 1000,
           engine)
+    return 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from host_tools.emulator import serve_forever
+
+    def announce(path: str) -> None:
+        print(path, flush=True)
+        print(f"emulated Cortex-M4 serving on {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    serve_forever(args.run, args.generated, announce)
     return 0
 
 
@@ -347,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_ports()
     if args.command == "virtual-board":
         return _cmd_virtual_board(args)
+    if args.command == "emulate":
+        return _cmd_emulate(args)
     if args.command == "info":
         return _cmd_info(args)
     if args.command == "evaluate":

@@ -28,6 +28,7 @@ from common.errors import DataError
 from common.metrics import classification_summary, output_agreement
 from common.saved_split import SavedSplit, read_split
 from host_tools import report_plots
+from host_tools.emulator import BOARD_NAME as EMULATED_BOARD
 from host_tools.report_doc import Block, Heading, Image, Para, Row, Table, to_html, to_markdown
 
 EVALUATE_CMD = "python -m host_tools evaluate"
@@ -161,8 +162,12 @@ def columns(data: Loaded) -> list[Column]:
     cols.append(column("litert_int8", "LiteRT int8", data.desktop["litert_int8"][data.index]))
     cols.append(column("tflm_int8", "TFLM (host)", data.desktop["tflm_int8"][data.index]))
     if data.device_out is not None:
-        virtual = bool((data.device or {}).get("header", {}).get("virtual"))
-        cols.append(column("device", "device (virtual board)" if virtual else "device (board)",
+        header = (data.device or {}).get("header", {})
+        virtual = bool(header.get("virtual"))
+        title = "device (virtual board)" if virtual else "device (board)"
+        if _emulated(header):
+            title = EMULATED_BOARD
+        cols.append(column("device", title,
                            data.device_out))
     return cols
 
@@ -296,6 +301,11 @@ def _layer_blocks(report: ConvertReport) -> list[Block]:
                   rows)]
 
 
+def _emulated(header: dict[str, Any]) -> bool:
+    """Results of the emulated Cortex-M4: its cycles are instructions, its time is implied."""
+    return (header.get("device") or {}).get("board") == EMULATED_BOARD
+
+
 def _latency_blocks(data: Loaded) -> list[Block]:
     blocks: list[Block] = [Heading("Latency")]
     rows: list[Row] = []
@@ -305,12 +315,17 @@ def _latency_blocks(data: Loaded) -> list[Block]:
     # The virtual board's Invoke() runs on this computer: it is never the board's time.
     what = ("virtual board: Invoke() on this computer (host time, not the board)" if virtual
             else "board: Invoke() measured on the device")
+    cycles_what = f"{'virtual board' if virtual else 'board'}: Invoke() cycles"
+    if _emulated(header):
+        mhz = (header.get("device") or {}).get("clock_hz", 0) / 1e6
+        what = f"{EMULATED_BOARD}: instructions per Invoke() as time at {mhz:g} MHz, one cycle each"
+        cycles_what = f"{EMULATED_BOARD}: instructions per Invoke() (QEMU -icount)"
     stats = summary.get("invoke_us")
     if stats:
         rows.append([what, *(f"{stats[k]:,.0f} us" for k in ("mean", "p50", "p90", "p99"))])
     cycles = summary.get("cycles")
     if cycles:
-        rows.append([f"{'virtual board' if virtual else 'board'}: Invoke() cycles",
+        rows.append([cycles_what,
                      *(f"{cycles[k]:,.0f}" for k in ("mean", "p50", "p90", "p99"))])
     estimate = data.report.get("latency_estimate") or {}
     board = (data.report.get("budget") or {}).get("board", "board")
@@ -395,7 +410,9 @@ def _intro_blocks(data: Loaded) -> list[Block]:
     else:
         header = data.device.get("header", {})
         dev = header.get("device", {})
-        blocks.append(Para(f"Device: {'virtual board' if header.get('virtual') else 'real board'} "
+        kind = ("virtual board" if header.get("virtual") else
+                "emulated board" if _emulated(header) else "real board")
+        blocks.append(Para(f"Device: {kind} "
                            f"'{dev.get('board', '?')}', firmware {dev.get('firmware', '?')}, "
                            f"port {header.get('port', '?')}."))
     return blocks
