@@ -359,3 +359,15 @@ def test_read_split_rejects_damaged_files(tmp_path: Path) -> None:
              labels=np.array(["a", "b"]))
     with pytest.raises(DataError, match=r"outside 0\.\.1"):
         read_split(tmp_path / "range.npz")
+
+
+def test_range_spread_compares_feature_ranges() -> None:
+    from train.datasets import range_spread
+
+    x = np.array([[0.0, 0.0, 5.0], [1000.0, 2.0, 5.0]])  # ranges 1000 and 2; the constant is ignored
+    assert range_spread(x) == 500.0
+    seq = np.zeros((4, 10, 2))
+    seq[:, :, 0] = np.arange(10)  # range 9
+    seq[:, :, 1] = np.arange(10) * 3  # range 27
+    assert range_spread(seq) == 3.0
+    assert range_spread(np.ones((3, 4))) == 1.0

@@ -27,7 +27,14 @@ from train.config import (
     MODEL_NAMES,
     FitConfig,
 )
-from train.datasets import BUILTIN_DATASETS, INPUT_KINDS, Dataset, load_dataset
+from train.datasets import (
+    BUILTIN_DATASETS,
+    INPUT_KINDS,
+    MAX_RANGE_SPREAD,
+    Dataset,
+    load_dataset,
+    range_spread,
+)
 from train.splits import (
     CALIBRATION_MAX,
     TEST_FRACTION,
@@ -184,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = "images" if data.kind == "image" else "features" if len(data.input_shape) == 1 else "sequences"
     say(f"dataset {data.name}: {what} {'x'.join(map(str, data.input_shape))}, {data.num_classes} classes; "
         f"train {sizes['train']} / validation {sizes['validation']} / test {sizes['test']}")
+    spread = range_spread(data.x) if data.kind == "signal" else 1.0
+    if spread > MAX_RANGE_SPREAD:
+        say(f"warning: feature ranges differ by {spread:,.0f}x; the int8 input has one scale for all "
+            "features, so the narrowest lose resolution: rescale them before saving")
     # One writer per run folder; a folder that cannot be written is refused before the fit.
     with runlock.hold(run, "python -m train", create=True):
         runfolder.refuse_directories(run, runfolder.TRAIN_OUTPUTS)

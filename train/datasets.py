@@ -277,3 +277,16 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     if x.dtype.kind in "ui" or float(x.max()) > 1.0:
         return (x.astype(np.float32) / np.float32(MAX_PIXEL)).astype(np.float32)
     return x.astype(np.float32)
+
+
+# The int8 input tensor has one scale for every feature: a feature whose range is this many
+# times narrower than the widest keeps fewer than about 2.5 of the 256 levels.
+MAX_RANGE_SPREAD = 100.0
+
+
+def range_spread(x: np.ndarray) -> float:
+    """Widest over narrowest per-feature range (last axis) of a signal; constant features aside."""
+    flat = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(-1, 1)
+    ranges = flat.max(axis=0) - flat.min(axis=0)
+    ranges = ranges[ranges > 0]
+    return float(ranges.max() / ranges.min()) if len(ranges) else 1.0
