@@ -19,6 +19,18 @@ from host_tools import timing
 
 # A stopped board exits at once; a hung one is killed after this long.
 STOP_TIMEOUT_S = 5.0
+# prctl(2) option: the signal a child receives when its parent exits.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the evaluating process dies, even by SIGKILL (Linux), so a
+    killed evaluation leaves no virtual board behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _last_line(text: str) -> str:
@@ -34,7 +46,8 @@ def virtual_board(run: Path, extra_args: Sequence[str] = ()) -> Iterator[str]:
     # --run=PATH is one argument: a run folder whose name starts with "-" stays a value.
     cmd = [sys.executable, "-m", "host_tools", "virtual-board", f"--run={run}", *extra_args]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=_die_with_parent)
         try:
             yield _read_port(proc, err)
         finally:
