@@ -57,6 +57,22 @@ def check_train(run: Path) -> dict[str, Any]:
     return record
 
 
+def adopt_train_outputs(run: Path) -> None:
+    """Write train's record for a model.keras and splits saved by other means (e.g. a notebook),
+    so convert accepts them: from now on they are checked like train's own."""
+    import time
+
+    from common.atomic import write_json
+    from common.saved_split import read_split
+
+    run = Path(run)
+    test = read_split(run / runfolder.TEST_SET_NPZ)
+    write_json(run / runfolder.TRAIN_RECORD, {
+        "format": 1, "stage": TRAIN, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "made_from": {"adopted": True}, "test_set": split_digest(test.x, test.y),
+        "files": {name: sha256_file(run / name) for name in TRAIN_FILES}})
+
+
 def convert_record(run: Path, files: dict[Path, bytes]) -> dict[str, Any]:
     """What convert records beside its files' hashes (called with the files about to be committed)."""
     from common.quant import model_hash

@@ -86,13 +86,16 @@ def _probe_writable(folder: Path) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    """Refuse a folder (created if missing) this process cannot write, with one line (exit 3)."""
+    """Refuse a folder this process cannot write (or, when it does not exist yet, create in),
+    with one line (exit 3); nothing is created."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {folder}: {exc.strerror or exc}") from None
-    _probe_writable(folder)
-    remove_dead_temps(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"cannot create {folder}: {existing} is not a folder")
+    _probe_writable(existing)
+    if existing == folder:
+        remove_dead_temps(folder)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common import provenance, runfolder, runlock
-from common.errors import UsageError
+from common.errors import ModelError, UsageError
 from common.limits import check_keras_file
 from common.quiet import quiet_tensorflow
 from convert import arena
@@ -110,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"{option} {folder} is a file, not a folder")
     if args.from_tflite is None:
         runfolder.require(args.run, runfolder.MODEL_KERAS, "python -m train")
+    elif not args.from_tflite.is_file():
+        raise ModelError(f"{args.from_tflite} not found")
     # One writer per run folder; unwritable folders and train's interrupted or mixed outputs
     # are refused here, before TensorFlow loads.
     with runlock.hold(args.run, "python -m convert", create=True):

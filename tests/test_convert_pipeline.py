@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import runfolder
+from common import provenance, runfolder
 from common.errors import ModelError
 from common.quant import model_hash
 from common.quiet import quiet_tensorflow
@@ -61,6 +61,7 @@ def _write_run(run: Path, model, x: np.ndarray, y: np.ndarray, labels: list[str]
     model.save(run / runfolder.MODEL_KERAS)
     write_split(run / runfolder.TEST_SET_NPZ, x[:500], y[:500], labels)
     write_split(run / runfolder.CALIBRATION_SET_NPZ, x[500:], y[500:], labels)
+    provenance.adopt_train_outputs(run)  # saved by hand, not by train: record them as train would
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,9 @@ def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _snapshot(*dirs: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for d in dirs if d.exists() for p in sorted(d.rglob("*")) if p.is_file()}
+    # run.lock names the last process that held the folder; it is not an output.
+    return {str(p): p.read_bytes() for d in dirs if d.exists() for p in sorted(d.rglob("*"))
+            if p.is_file() and p.name != runfolder.LOCK_FILE}
 
 
 def _parse_c_array(cpp: str) -> bytes:
@@ -427,6 +430,9 @@ def test_corrupted_keras_file_and_mismatched_test_set_are_one_line_errors(dnn_ru
     run = tmp_path / "broken"
     shutil.copytree(dnn_run["run"], run, ignore=shutil.ignore_patterns("gen"))
     (run / runfolder.MODEL_KERAS).write_bytes(b"not a zip file")
+    proc = run_convert("--run", run, "--firmware-dir", tmp_path / "gen")
+    assert proc.returncode == 3 and "model.keras is not the file `train` wrote" in proc.stderr, proc.stderr
+    provenance.adopt_train_outputs(run)  # past the record check, the loader must refuse it too
     proc = run_convert("--run", run, "--firmware-dir", tmp_path / "gen")
     assert proc.returncode == 4
     assert re.fullmatch(r"error: cannot load Keras model .*\n", proc.stderr), proc.stderr

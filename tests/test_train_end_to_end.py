@@ -213,8 +213,10 @@ def test_rerun_removes_the_previous_models_outputs_and_keeps_metrics_last(
     run = tmp_path / "run"
     args = ["--run", str(run), "--dataset", str(data), "--epochs", "1", "--hidden", "4"]
 
-    # A rerun that fails after the new model is written must not leave the old completion marker.
+    # A rerun that fails while its files are staged changes nothing: no new model next to old
+    # files, and no temporary file left behind.
     _stale_run(run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
     from common import plots
 
     def broken_plot(*_: object, **__: object) -> None:
@@ -223,9 +225,8 @@ def test_rerun_removes_the_previous_models_outputs_and_keeps_metrics_last(
     monkeypatch.setattr(plots, "plot_history", broken_plot)
     with pytest.raises(OSError, match="disk full"):
         main(args)
-    assert (run / runfolder.MODEL_KERAS).is_file()
-    assert not (run / runfolder.TRAIN_METRICS_JSON).exists()
-    assert [name for name in STALE_DOWNSTREAM if (run / name).exists()] == []
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.name != runfolder.LOCK_FILE}
+    assert after == before
     monkeypatch.undo()
 
     capsys.readouterr()
