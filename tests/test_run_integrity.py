@@ -609,3 +609,23 @@ def test_journal_is_flushed_before_waiting_on_a_silent_device(tmp_path: Path,
     writer.close()
     assert sorted(done) == [0, 1, 2, 3]
     assert max(on_disk_while_silent) >= 2  # both results before the silence were on disk
+
+
+# ------------------------------------------------------------------ documented exit codes
+
+def test_build_failures_and_file_errors_have_documented_exit_codes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from common.errors import run_cli
+    from host_tools.hostlib import HostBuildError
+
+    def build(_: object) -> int:
+        raise HostBuildError("libtm_host.so build failed: x.cpp:1: error: boom")
+
+    def unreadable(_: object) -> int:
+        raise PermissionError(13, "Permission denied", "/some/run/model.keras")
+
+    assert run_cli(build) == 6  # README: 6 = build, toolchain or board sources missing
+    assert run_cli(unreadable) == 3  # a file the user can fix, not an internal error (70)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: libtm_host.so build failed: x.cpp:1: error: boom",
+                   "error: cannot access /some/run/model.keras: Permission denied"]
