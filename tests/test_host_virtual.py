@@ -75,7 +75,7 @@ def test_model_mismatch_is_one_line_error(
 ) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    for name in ("model.keras", "calibration_set.npz", "test_set.npz"):
+    for name in ("model.keras", "calibration_set.npz", "test_set.npz", "train_record.json"):
         shutil.copy(host_run / name, other / name)
     # A different calibration draw gives other quantization parameters, hence another model.
     run_tool(
