@@ -23,7 +23,9 @@ __all__ = ["BoardTflm", "engine_name"]
 
 RUNNER_SOURCE = native_tflm.HOST_DIR / "board_runner.cpp"
 RUNNER_NAME = "libboard_runner.so"
-_OPEN_ERRORS = {-1: "schema", -2: "memory", -3: "allocate", -4: "io"}
+# Below this the library's allocator cannot even place its own bookkeeping and crashes the
+# process (a 64-byte arena segfaults; 256 B fails cleanly), so such sizes never reach it.
+MIN_ARENA_BYTES = 256
 
 
 @functools.cache
@@ -53,6 +55,9 @@ class BoardTflm:
     def __init__(self, lib: ctypes.CDLL, model: bytes, arena_bytes: int) -> None:
         self._lib = lib
         self._model = model
+        if arena_bytes < MIN_ARENA_BYTES:
+            raise ModelError(f"an arena of {arena_bytes} bytes is too small for any model "
+                             f"(at least {MIN_ARENA_BYTES})")
         code = lib.br_open(model, len(model), arena_bytes)
         if code != 0:
             message = lib.br_message().decode("utf-8", "replace")

@@ -44,17 +44,27 @@ AR = os.environ.get("AR", "ar")
 # Folders of the library's src/ that hold the interpreter, kernels and their dependencies.
 SOURCE_ROOTS = ("tensorflow", "third_party")
 EXCLUDED = ("tensorflow/lite/micro/system_setup.cpp", "tensorflow/lite/experimental/microfrontend/",
-            "third_party/kissfft/")
+            "third_party/kissfft/",
+            # Test scaffolding of TFLM's own unit tests: nothing the interpreter or a kernel calls
+            # (the shared libraries link with --no-undefined, so a wrong guess fails the build).
+            "tensorflow/lite/micro/test_helpers.cpp", "tensorflow/lite/micro/test_helper_custom_ops.cpp",
+            "tensorflow/lite/micro/mock_micro_graph.cpp", "tensorflow/lite/micro/fake_micro_context.cpp",
+            "tensorflow/lite/micro/recording_micro_allocator.cpp",
+            "tensorflow/lite/micro/kernels/kernel_runner.cpp")
 # ARDUINO as in the board build (see the module docstring); -w: the library's own warnings are
 # not ours to fix, and the cross build reports them against the board's flags.
 COMMON_FLAGS = ("-O2", "-fPIC", "-DARDUINO")
-CXX_FLAGS = ("-std=gnu++14", *COMMON_FLAGS, "-w")
+# No exceptions, as on the board: with them, TFLM's placement news would need the operator
+# delete its ARDUINO build makes private (micro_allocator.cpp does not compile).
+CXX_FLAGS = ("-std=gnu++14", *COMMON_FLAGS, "-fno-exceptions", "-fno-rtti", "-w")
 C_FLAGS = ("-std=gnu11", *COMMON_FLAGS, "-w")
 # Our own code linked with the archive keeps its warnings.
-LINK_FLAGS = ("-std=gnu++14", *COMMON_FLAGS, "-Wall", "-shared")
+LINK_FLAGS = ("-std=gnu++14", *COMMON_FLAGS, "-fno-exceptions", "-fno-rtti", "-Wall", "-shared",
+              "-Wl,--no-undefined")
 OWN_SOURCES = (HOST_DIR / "tm_host_log.cpp",)
-# One file compiles in seconds; a hung compiler must not hang the caller.
-COMPILE_TIMEOUT_S = 300
+# One file compiles in seconds (up to a minute on a loaded 2-core machine); a hung compiler must
+# not hang the caller.
+COMPILE_TIMEOUT_S = 900
 
 
 class NativeBuildError(ToolError):
@@ -65,6 +75,9 @@ class NativeBuildError(ToolError):
 
 def first_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:  # the linker names the symbol before collect2 says "error"
+        if "undefined reference" in line:
+            return line
     for line in lines:
         if "error" in line:
             return line
@@ -102,15 +115,28 @@ def library_sources(src: Path) -> list[Path]:
 
 
 def _compile_object(source: Path, include_dirs: list[Path], obj: Path) -> None:
+    """Compile unless ``obj`` exists; written under a temporary name, then renamed, so an
+    interrupted build keeps what it finished and never leaves half an object."""
+    if obj.is_file():
+        return
     is_c = source.suffix == ".c"
+    tmp = obj.with_name(f".{obj.name}.{os.getpid()}.tmp")
     cmd = [CC if is_c else CXX, *(C_FLAGS if is_c else CXX_FLAGS), *(f"-I{d}" for d in include_dirs),
-           "-c", str(source), "-o", str(obj)]
+           "-c", str(source), "-o", str(tmp)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False)
+        if proc.returncode != 0:
+            raise NativeBuildError(f"{source.name} did not compile: {first_error_line(proc.stderr)}")
+        os.replace(tmp, obj)
     except subprocess.TimeoutExpired:
         raise NativeBuildError(f"compiling {source.name} timed out after {COMPILE_TIMEOUT_S} s") from None
-    if proc.returncode != 0:
-        raise NativeBuildError(f"{source.name} did not compile: {first_error_line(proc.stderr)}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def source_digest_of_names(paths: list[Path], root: Path) -> str:
+    names = "\0".join(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name for p in paths)
+    return hashlib.sha256(names.encode()).hexdigest()[:12]
 
 
 def source_digest(paths: list[Path]) -> str:
@@ -121,14 +147,19 @@ def source_digest(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _key(library: Path, sources: list[Path]) -> str:
+def _key(library: Path) -> str:
+    """Objects depend on the library's sources, our own sources, the flags and the compilers."""
     digest = hashlib.sha256()
     digest.update("\0".join([board_sources.library_version(library), compiler_identity(CC),
                              compiler_identity(CXX), *C_FLAGS, *CXX_FLAGS]).encode())
     for path in OWN_SOURCES:
         digest.update(path.read_bytes())
-    digest.update(str(len(sources)).encode())
     return digest.hexdigest()[:16]
+
+
+def _object_name(source: Path, src: Path) -> str:
+    rel = source.relative_to(src) if source.is_relative_to(src) else Path("own") / source.name
+    return rel.as_posix().replace("/", "__") + ".o"
 
 
 def build_archive(quiet: bool = False) -> NativeTflm:
@@ -140,36 +171,36 @@ def build_archive(quiet: bool = False) -> NativeTflm:
             raise NativeBuildError(f"{tool} not found: install gcc, g++ and binutils to build the board's "
                                    "TFLM library for the host")
     sources = [*library_sources(src), *OWN_SOURCES]
-    final = BUILD_ROOT / _key(library, sources)
-    archive = final / ARCHIVE_NAME
+    final = BUILD_ROOT / _key(library)
+    # The archive also depends on which sources go in (EXCLUDED).
+    archive = final / source_digest_of_names(sources, src) / ARCHIVE_NAME
     version = board_sources.library_version(library)
     if archive.is_file():
         return NativeTflm(archive, src, version)
     if not quiet:
         print(f"building {version} for the host ({len(sources)} files, once; a few minutes on 2 cores)",
               file=sys.stderr, flush=True)
-    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=BUILD_ROOT))
+    objects_dir = final / "obj"
+    objects_dir.mkdir(parents=True, exist_ok=True)
+    objects = [objects_dir / _object_name(s, src) for s in sources]
+    include_dirs = [src, HOST_DIR]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        # list() re-raises the first compile error here.
+        list(pool.map(lambda pair: _compile_object(pair[0], include_dirs, pair[1]),
+                      zip(sources, objects, strict=True)))
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{ARCHIVE_NAME}.", dir=archive.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # ar creates it
     try:
-        objects = [work / f"{i:04d}_{s.stem}.o" for i, s in enumerate(sources)]
-        include_dirs = [src, HOST_DIR]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            # list() re-raises the first compile error here.
-            list(pool.map(lambda pair: _compile_object(pair[0], include_dirs, pair[1]),
-                          zip(sources, objects, strict=True)))
-        proc = subprocess.run([AR, "rcs", str(work / ARCHIVE_NAME), *map(str, objects)], capture_output=True,
-                              text=True, timeout=COMPILE_TIMEOUT_S, check=False)
+        proc = subprocess.run([AR, "rcs", str(tmp), *map(str, objects)], capture_output=True, text=True,
+                              timeout=COMPILE_TIMEOUT_S, check=False)
         if proc.returncode != 0:
             raise NativeBuildError(f"{AR} failed: {first_error_line(proc.stderr)}")
-        for obj in objects:
-            obj.unlink()
-        try:
-            os.rename(work, final)
-        except OSError:
-            if not archive.is_file():  # not another builder's finished copy: a real failure
-                raise
+        os.replace(tmp, archive)  # another builder may have won: same objects either way
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
     return NativeTflm(archive, src, version)
 
 

@@ -76,7 +76,7 @@ def _python_runtime(model: bytes, inputs: np.ndarray) -> np.ndarray:
 
 
 def _inputs(n: int = SAMPLES) -> np.ndarray:
-    return np.random.default_rng(1).integers(-128, 128, size=(n, 1, 24), dtype=np.int8)
+    return np.random.default_rng(1).integers(-128, 128, size=(n, 24), dtype=np.int8)
 
 
 def test_the_converter_really_made_per_channel_and_per_tensor_dense(dense_models: dict[str, bytes]) -> None:
@@ -114,7 +114,9 @@ def test_board_runner_reports_allocation_failures_in_one_line(board_library: Pat
     from common.board_tflm import BoardTflm
 
     with pytest.raises(ModelError, match=r"^the board's TFLM library cannot run the model: AllocateTensors"):
-        BoardTflm.open(dense_models["per_tensor"], 64)
+        BoardTflm.open(dense_models["per_tensor"], 256)
+    with pytest.raises(ModelError, match=r"too small for any model"):
+        BoardTflm.open(dense_models["per_tensor"], 64)  # would crash the library, never reaches it
 
 
 def test_convert_refuses_a_per_channel_dense_tflite(tmp_path: Path, dense_models: dict[str, bytes]) -> None:
@@ -138,3 +140,17 @@ def test_convert_uses_the_board_library_and_cross_checks_it(board_library: Path,
     assert check["engine"].startswith("tflite-micro ")
     assert check["samples"] == 1000 and check["identical"] == 1000, check
     assert report["generated_dir"] == runfolder.GENERATED_DIR
+
+
+def test_virtual_board_runs_the_board_library_by_default(board_library: Path, host_run: Path,
+                                                         start_board) -> None:
+    board = start_board(host_run)
+    assert board.port.startswith("/dev/")
+    assert board.stop() == 0
+    assert "the firmware's TFLM adapter on the board's TFLM library" in board.stderr()
+
+
+def test_virtual_board_python_engine_is_still_there(host_run: Path, start_board) -> None:
+    board = start_board(host_run, "--engine", "python")
+    assert board.stop() == 0
+    assert "tflite-micro Python runtime" in board.stderr()

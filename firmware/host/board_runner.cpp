@@ -23,6 +23,7 @@ constexpr size_t kAlign = 16;
 
 uint8_t* g_model = nullptr;
 uint8_t* g_arena = nullptr;
+// Placement-constructed: TFLM's ARDUINO build makes operator delete private on its classes.
 tflite::AllOpsResolver* g_resolver = nullptr;
 tflite::MicroInterpreter* g_interpreter = nullptr;
 char g_message[256] = "";
@@ -52,7 +53,8 @@ void br_close(void) {
   if (g_interpreter != nullptr) g_interpreter->~MicroInterpreter();
   free(g_interpreter);
   g_interpreter = nullptr;
-  delete g_resolver;
+  if (g_resolver != nullptr) g_resolver->~AllOpsResolver();
+  free(g_resolver);
   g_resolver = nullptr;
   free(g_arena);
   g_arena = nullptr;
@@ -76,7 +78,13 @@ int32_t br_open(const uint8_t* model, uint32_t len, uint32_t arena_bytes) {
     SetMessage("unsupported schema version");
     return -1;
   }
-  g_resolver = new tflite::AllOpsResolver();
+  void* resolver_storage = aligned_alloc(alignof(tflite::AllOpsResolver),
+                                         (sizeof(tflite::AllOpsResolver) + kAlign - 1) / kAlign * kAlign);
+  if (resolver_storage == nullptr) {
+    SetMessage("out of memory");
+    return -2;
+  }
+  g_resolver = new (resolver_storage) tflite::AllOpsResolver();
   void* storage = aligned_alloc(alignof(tflite::MicroInterpreter),
                                 (sizeof(tflite::MicroInterpreter) + kAlign - 1) / kAlign * kAlign);
   if (storage == nullptr) {

@@ -45,6 +45,11 @@ void CopyString(char* dst, size_t cap, const char* src) {
 // Sends the replies collected so far (defined after the transport below).
 void FlushReplies();
 
+// An inference this slow sends the replies collected so far first (see invoke()). At namespace
+// scope: the shim is also compiled as C++14, where an odr-used static constexpr member needs a
+// definition of its own.
+constexpr std::chrono::steady_clock::duration kSlowInvoke = std::chrono::milliseconds(1);
+
 class CallbackEngine final : public core::Engine {
  public:
   void Configure(tm_invoke_fn fn, void* user, uint32_t in, uint32_t out, uint32_t arena_used) {
@@ -77,7 +82,6 @@ class CallbackEngine final : public core::Engine {
   uint32_t in_ = 0;
   uint32_t out_ = 0;
   uint32_t arena_used_ = 0;
-  static constexpr std::chrono::steady_clock::duration kSlowInvoke = std::chrono::milliseconds(1);
   std::chrono::steady_clock::duration last_invoke_{};
 };
 
