@@ -64,6 +64,7 @@ def image_build_times(generated: Path) -> dict[str, Any]:
 
 
 def evaluation_rate(run: Path) -> dict[str, Any]:
+    from host_tools.cli import EMULATED_WINDOW
     from host_tools.emulator import emulated_board, generated_dir_for
     from host_tools.evaluate import evaluate
     from host_tools.link import SerialLink
@@ -75,7 +76,8 @@ def evaluation_rate(run: Path) -> dict[str, Any]:
                 (copy / item.name).write_bytes(item.read_bytes())
         generated = generated_dir_for(run, None)
         with emulated_board(generated) as port, SerialLink(port) as link:
-            outcome = evaluate(copy, link, port, False, restart=True, progress=False, log=lambda _s: None)
+            outcome = evaluate(copy, link, port, False, window=EMULATED_WINDOW, restart=True, progress=False,
+                               log=lambda _s: None)
     summary = outcome.summary
     return {
         "samples": outcome.samples,
@@ -83,6 +85,7 @@ def evaluation_rate(run: Path) -> dict[str, Any]:
         "samples_per_s": round(outcome.samples / outcome.wall_time_s, 1),
         "instructions_per_invoke": summary.get("cycles"),
         "retransmissions": summary.get("retransmissions"),
+        "window": EMULATED_WINDOW,
         "accept_samples_per_s_at_least": ACCEPT_SAMPLES_PER_S,
     }
 

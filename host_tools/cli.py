@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # imported when a command needs a port, so `--help` stays qui
 
 VIRTUAL = "virtual"
 EMULATED = "emulated"
+# Requests in flight on the emulated board unless --window says otherwise. QEMU's CMSDK UART
+# takes one byte per round trip between its threads (50-430 us per byte measured on a shared
+# two-core machine), so one INFER frame needs 0.04-0.35 s. Four queued frames keep it busy; a
+# load spike past the host's reply timeout then resends four frames, not the device's window
+# of 32, whose duplicates alone would outlast the next timeout and snowball.
+EMULATED_WINDOW = 4
 AUTO = "auto"
 VIRTUAL_HINT = (
     f"the virtual board runs the run folder's {runfolder.GENERATED_DIR}/ files: regenerate them with "
@@ -322,7 +328,7 @@ def _evaluate(args: argparse.Namespace, evaluate: Callable[..., Any]) -> int:
             link,
             label,
             virtual,
-            window=args.window,
+            window=args.window if args.window is not None or args.port != EMULATED else EMULATED_WINDOW,
             limit=args.limit,
             restart=args.restart,
             progress=not args.no_progress,

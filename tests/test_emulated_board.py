@@ -20,6 +20,7 @@ from conftest import ROOT, run_tool, tool_env
 
 from common import runfolder
 from common.board_tflm import BoardTflm
+from host_tools.cli import EMULATED_WINDOW
 from host_tools.emulator import BOARD_NAME, REPORTED_HZ, start_emulator
 from host_tools.evaluate import load_expected, load_inputs
 from host_tools.link import SerialLink
@@ -171,7 +172,8 @@ def dnn_case(qemu: str, cross_compiler: str, board_library: Path, board_core: Pa
 def _stream_and_check(session: Session, inputs: np.ndarray, outputs: np.ndarray,
                       on_result: Callable[[int], None] | None = None) -> None:
     got: dict[int, bytes] = {}
-    for index, result in session.stream((i, inputs[i].tobytes()) for i in range(FAULT_SAMPLES)):
+    requests = ((i, inputs[i].tobytes()) for i in range(FAULT_SAMPLES))
+    for index, result in session.stream(requests, window=EMULATED_WINDOW):
         got[index] = result.output
         if on_result is not None:
             on_result(len(got))
