@@ -33,6 +33,8 @@ EMULATE_START_TIMEOUT_S = 120.0
 # by an independent QEMU build of the same library); the bounds only catch a clock that counts
 # something else (a wrong ticks-to-instructions factor is 40x off, a host clock 1000x).
 DNN_INSTRUCTIONS_RANGE = (15_000, 150_000)
+# micros() and cycles() are separate reads of one instruction counter, each truncated.
+MICROS_SLACK = 3
 
 
 @pytest.fixture
@@ -129,9 +131,10 @@ def test_evaluate_emulated_equals_the_board_library_on_every_test_sample(
     if model == "dnn":
         low, high = DNN_INSTRUCTIONS_RANGE
         assert low <= cycles["mean"] <= high, cycles
-    # micros() is the instruction count at 64 MHz (one cycle each), to the microsecond.
-    sample = result["samples"][0]
-    assert abs(sample["invoke_us"] - sample["cycles"] / (REPORTED_HZ / 1e6)) <= 1
+    # micros() is the instruction count at 64 MHz (one cycle each). The core reads the two
+    # clocks one after the other and both truncate: they agree within a few microseconds.
+    for sample in result["samples"][:50]:
+        assert abs(sample["invoke_us"] - sample["cycles"] / (REPORTED_HZ / 1e6)) <= MICROS_SLACK
 
 
 class _NoisyLink(SerialLink):
