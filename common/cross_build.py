@@ -122,7 +122,7 @@ class ObjectSet:
     objects: dict[str, Path]
     warnings: int
     warning_lines: tuple[str, ...]
-    build_s: float  # wall time of the build that made these objects
+    build_s: float | None  # wall time of the build that made these objects (None: not recorded)
 
     def paths(self) -> list[Path]:
         return [self.objects[k] for k in sorted(self.objects)]
@@ -323,7 +323,7 @@ def _load(directory: Path) -> ObjectSet:
     record = json.loads((directory / MANIFEST).read_text())
     objects = {key: directory / name for key, name in record["objects"].items()}
     return ObjectSet(directory, objects, int(record["warnings"]), tuple(record["warning_lines"]),
-                     float(record.get("build_s", 0.0)))
+                     record.get("build_s"))
 
 
 def library_objects(library: Path | None = None, core: Path | None = None) -> ObjectSet:
