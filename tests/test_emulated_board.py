@@ -131,6 +131,13 @@ def test_evaluate_emulated_equals_the_board_library_on_every_test_sample(
     if model == "dnn":
         low, high = DNN_INSTRUCTIONS_RANGE
         assert low <= cycles["mean"] <= high, cycles
+        # The report names the device column and labels its latency as instructions.
+        run_tool("host_tools", "compare", "--run", str(run))
+        report = (run / runfolder.REPORT_MD).read_text()
+        assert f"| TFLM (host) | {BOARD_NAME} |" in report
+        assert f"{BOARD_NAME}: instructions per Invoke() (QEMU -icount)" in report
+        assert f"{BOARD_NAME}: instructions per Invoke() as time at 64 MHz, one cycle each" in report
+        assert f"TFLM (host) -> {BOARD_NAME}: no sample differs." in report
     # micros() is the instruction count at 64 MHz (one cycle each). The core reads the two
     # clocks one after the other and both truncate: they agree within a few microseconds.
     for sample in result["samples"][:50]:
