@@ -179,7 +179,8 @@ def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test
 
 
 def _warnings(checked: Verification, classifier: bool) -> list[str]:
-    warnings = []
+    # First: the board's library and the second TFLM disagree, or the board's library is absent.
+    warnings = list(checked.tflm.warnings)
     acc = checked.accuracy
     if acc["float"] is not None and acc["litert_int8"] is not None \
             and acc["float"] - acc["litert_int8"] > MAX_INT8_DROP:

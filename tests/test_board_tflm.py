@@ -154,3 +154,17 @@ def test_virtual_board_python_engine_is_still_there(host_run: Path, start_board)
     board = start_board(host_run, "--engine", "python")
     assert board.stop() == 0
     assert "tflite-micro Python runtime" in board.stderr()
+
+
+def test_parting_samples_are_reported_loudly() -> None:
+    from convert import tflm_engines
+
+    board = np.zeros((10, 3), dtype=np.int8)
+    other = board.copy()
+    other[3, 1], other[7, 0] = 2, -1
+    check, warnings = tflm_engines._crosscheck(board, other, "second TFLM")
+    assert check == {"engine": "second TFLM", "samples": 10, "identical": 8, "max_abs_diff_lsb": 2,
+                     "parting_samples": [3, 7]}
+    assert warnings == ["the board's TFLM library and the second TFLM differ on 2 of 10 samples "
+                        "(up to 2 LSB; first: sample 3): one of them computes this model wrongly"]
+    assert tflm_engines._crosscheck(board, board.copy(), "second TFLM")[1] == []
