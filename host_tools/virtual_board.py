@@ -148,6 +148,7 @@ class BoardLoop:
         self._fd: int | None = None  # the pty while serving
         self._out = bytearray()  # bytes for the host not yet accepted by the pty
         self.resets = 0
+        self._reset_pending = False
         self.stalls = 0
 
     def on_reply(self, data: bytes) -> None:
@@ -177,6 +178,18 @@ class BoardLoop:
         if self._to_device is not None:
             data = self._to_device.apply(data)
         f = self._faults
+        if self._reset_pending and data:
+            # The frame that triggers the reset ended a chunk: the power cycle strikes in the
+            # next frame as soon as its first bytes arrive, as it would on a board.
+            part = data[:RESET_INTO_FRAME_BYTES]
+            cut = part.find(0) if 0 in part else len(part)
+            self._feed(data[:cut])
+            self._reset_pending = False
+            self.resets += 1
+            self._reset()
+            data = data[cut:]
+            if not data:
+                return
         if not (f.reset_after or f.stall_after):
             self._feed(data)
             return
@@ -198,7 +211,9 @@ class BoardLoop:
                 cut += part.find(0) if 0 in part else len(part)
             self._feed(data[:cut])
             self._last_was_delimiter = data[cut - 1] == 0
-            if self.frames_in == f.reset_after:
+            if self.frames_in == f.reset_after and cut == len(data):
+                self._reset_pending = True  # struck by the next chunk's first bytes
+            elif self.frames_in == f.reset_after:
                 self.resets += 1
                 self._reset()
             if self.frames_in == f.stall_after:

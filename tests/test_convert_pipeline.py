@@ -417,8 +417,8 @@ def test_bad_models_fail_with_one_line_and_write_nothing(case: str, dnn_run: dic
 def test_too_small_arenas_are_refused_in_a_child_process(dnn_run: dict, arena_bytes: int) -> None:
     from convert import arena
 
+    # The Python runtime's own figure: convert reports the board library's when it is present.
     measured = arena.measure_arena(dnn_run["tflite"])
-    assert measured == dnn_run["report"]["arena_measured_bytes"]
     assert arena_bytes < measured
     with pytest.raises(ModelError, match=f"chosen arena of {arena_bytes} bytes"):
         arena.verify_arena(dnn_run["tflite"], arena_bytes)
