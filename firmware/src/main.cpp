@@ -31,19 +31,6 @@ volatile uint32_t* const kDwtCyccnt = reinterpret_cast<volatile uint32_t*>(0xE00
 constexpr uint32_t kDemcrTrcena = 1u << 24;
 constexpr uint32_t kDwtCyccntena = 1u << 0;
 
-class TflmEngine final : public core::Engine {
- public:
-  int8_t* input() override { return tflm_engine::input(); }
-  size_t input_bytes() const override { return ready() ? model::kInputBytes : 0; }
-  bool invoke() override { return tflm_engine::Invoke(); }
-  const int8_t* output() const override { return tflm_engine::output(); }
-  size_t output_bytes() const override { return ready() ? model::kOutputBytes : 0; }
-  size_t arena_used() const override { return tflm_engine::arena_used(); }
-
- private:
-  static bool ready() { return tflm_engine::status() == tflm_engine::Status::kReady; }
-};
-
 class BoardClock final : public core::Clock {
  public:
   void Begin() {
@@ -78,7 +65,7 @@ uint8_t g_rx[core::RxBufferBytes(model::kInputBytes)];
 uint8_t g_tx[core::TxBufferBytes(model::kOutputBytes)];
 uint8_t g_cache[core::CacheBufferBytes(model::kOutputBytes)];
 
-TflmEngine g_engine;
+tflm_engine::CoreEngine g_engine;
 BoardClock g_clock;
 SerialTransport g_transport;
 core::DeviceInfo g_info{};

@@ -120,4 +120,13 @@ size_t arena_used() {
   return (g_status == Status::kReady && g_interpreter != nullptr) ? g_interpreter->arena_used_bytes() : 0;
 }
 
+// Sizes are the generated settings', which Begin() checked against the tensors; 0 until ready,
+// so the core never touches a buffer of a model that failed to start.
+int8_t* CoreEngine::input() { return tflm_engine::input(); }
+size_t CoreEngine::input_bytes() const { return g_status == Status::kReady ? model::kInputBytes : 0; }
+bool CoreEngine::invoke() { return Invoke(); }
+const int8_t* CoreEngine::output() const { return tflm_engine::output(); }
+size_t CoreEngine::output_bytes() const { return g_status == Status::kReady ? model::kOutputBytes : 0; }
+size_t CoreEngine::arena_used() const { return tflm_engine::arena_used(); }
+
 }  // namespace tflm_engine

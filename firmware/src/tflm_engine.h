@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "interfaces.h"
+
 #include "protocol.h"
 
 namespace tflm_engine {
@@ -40,5 +42,16 @@ bool Invoke();
 
 // Bytes of the arena the interpreter actually uses (0 unless ready).
 size_t arena_used();
+
+// The adapter as the portable core sees it: every board layer hands this to its dispatcher.
+class CoreEngine final : public core::Engine {
+ public:
+  int8_t* input() override;
+  size_t input_bytes() const override;
+  bool invoke() override;
+  const int8_t* output() const override;
+  size_t output_bytes() const override;
+  size_t arena_used() const override;
+};
 
 }  // namespace tflm_engine

@@ -122,19 +122,6 @@ class SysTickClock final : public core::Clock {
   }
 };
 
-class TflmEngine final : public core::Engine {
- public:
-  int8_t* input() override { return tflm_engine::input(); }
-  size_t input_bytes() const override { return ready() ? model::kInputBytes : 0; }
-  bool invoke() override { return tflm_engine::Invoke(); }
-  const int8_t* output() const override { return tflm_engine::output(); }
-  size_t output_bytes() const override { return ready() ? model::kOutputBytes : 0; }
-  size_t arena_used() const override { return tflm_engine::arena_used(); }
-
- private:
-  static bool ready() { return tflm_engine::status() == tflm_engine::Status::kReady; }
-};
-
 class UartTransport final : public core::Transport {
  public:
   size_t read(uint8_t* buf, size_t cap) override {
@@ -153,7 +140,7 @@ uint8_t g_rx[core::RxBufferBytes(model::kInputBytes)];
 uint8_t g_tx[core::TxBufferBytes(model::kOutputBytes)];
 uint8_t g_cache[core::CacheBufferBytes(model::kOutputBytes)];
 
-TflmEngine g_engine;
+tflm_engine::CoreEngine g_engine;
 SysTickClock g_clock;
 UartTransport g_transport;
 core::DeviceInfo g_info{};
