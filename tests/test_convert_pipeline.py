@@ -484,3 +484,30 @@ def test_usage_and_missing_input_errors_are_one_line(args: list[str], code: int,
     assert len(lines) == 1 or lines[0].startswith("usage:"), proc.stderr  # argparse adds its usage line
     assert "Traceback" not in proc.stderr and re.search(pattern, proc.stderr, re.M), proc.stderr
     assert not (tmp_path / "gen").exists()
+
+
+def test_two_converts_at_once_keep_each_runs_generated_files(dnn_run: dict, tmp_path: Path) -> None:
+    """Two run folders converted at the same time (other calibration draws, so other models):
+    each run's generated files are its own model's, whatever the other one wrote meanwhile."""
+    runs = []
+    for seed in ("1", "2"):
+        run = tmp_path / f"seed{seed}"
+        shutil.copytree(dnn_run["run"], run, ignore=shutil.ignore_patterns("gen", runfolder.GENERATED_DIR))
+        runs.append((run, seed))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "TINYML_DEBUG"))}
+    procs = [subprocess.Popen([sys.executable, "-m", "convert", "--run", str(run), "--seed", seed,
+                               "--calibration-size", "100"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for run, seed in runs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    hashes = []
+    for run, _ in runs:
+        want = model_hash((run / runfolder.MODEL_TFLITE).read_bytes())
+        generated = run / runfolder.GENERATED_DIR
+        assert f'kModelHash[] = "{want}"' in (generated / "model_settings.h").read_text()
+        assert _parse_c_array((generated / "model_data.cpp").read_text()) == \
+            (run / runfolder.MODEL_TFLITE).read_bytes()
+        hashes.append(want)
+    assert hashes[0] != hashes[1]
