@@ -142,7 +142,7 @@ def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, 
     # Flash is known before TFLM runs; check it first so an oversize model fails fast.
     check_budget(len(data), 0, opts.board)
     try:
-        measure = tflm_engines.measure_arena(data, opts.board.ram_for_arena)
+        measure = tflm_engines.measure_arena(data)
     except arena_mod.ArenaTooLarge as exc:
         raise ModelError(f"{exc}, but {opts.board.name} has {opts.board.ram_for_arena} bytes of RAM left "
                          f"for it ({opts.board.ram_bytes} minus {opts.board.ram_reserve_bytes} reserved "

@@ -27,6 +27,9 @@ __all__ = ["ArenaMeasure", "TflmRun", "board_available", "measure_arena", "run_t
 # too-small arena would crash the process rather than raise.
 PYTHON_ARENA_FACTOR = 2
 PYTHON_ARENA_MIN = 16 * 1024
+# What TFLM's allocator logs when the arena is too small (micro_allocator.cpp,
+# micro_allocation_info.cpp and the arena allocators of the board's library).
+OUT_OF_ARENA_WORDS = ("Failed to resize buffer", "Failed to allocate", "Failed to reserve")
 # How many parting sample indices the report lists.
 LISTED_SAMPLES = 20
 
@@ -49,15 +52,20 @@ class ArenaMeasure:
     how: str  # for arena_rule in the report
 
 
-def measure_arena(data: bytes, limit: int) -> ArenaMeasure:
+def measure_arena(data: bytes) -> ArenaMeasure:
     """Arena the model uses: on the board's library when present (x86-64 layout, larger than on
     the 32-bit board), else on the Python runtime in a child process."""
     if board_available():
         try:
             probe = board_tflm.BoardTflm.open(data, arena_mod.PROBE_ARENA_BYTES)
         except ModelError as exc:
-            if "AllocateTensors" in str(exc):
-                raise arena_mod.ArenaTooLarge(max(limit, arena_mod.PROBE_ARENA_BYTES)) from None
+            # Out of arena (TFLM's allocator says so) is a size problem; any other failure, such
+            # as a kernel refusing the model in Prepare, keeps TFLM's own words.
+            if any(words in str(exc) for words in OUT_OF_ARENA_WORDS):
+                short = arena_mod._OUT_OF_ARENA.search(str(exc))  # "Requested: N, available M"
+                need = (arena_mod.PROBE_ARENA_BYTES - int(short.group(2)) + int(short.group(1))
+                        if short else arena_mod.PROBE_ARENA_BYTES + 1)
+                raise arena_mod.ArenaTooLarge(need) from None
             raise
         return ArenaMeasure(probe.arena_used, f"{board_tflm.engine_name()}, x86-64")
     return ArenaMeasure(arena_mod.measure_arena(data), f"{python_engine_name()}, x86-64")

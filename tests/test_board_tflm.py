@@ -168,3 +168,14 @@ def test_parting_samples_are_reported_loudly() -> None:
     assert warnings == ["the board's TFLM library and the second TFLM differ on 2 of 10 samples "
                         "(up to 2 LSB; first: sample 3): one of them computes this model wrongly"]
     assert tflm_engines._crosscheck(board, board.copy(), "second TFLM")[1] == []
+
+
+def test_running_out_of_the_probe_arena_on_the_board_library_says_how_much_is_needed(
+        board_library: Path, dense_models: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    from convert import arena, tflm_engines
+
+    needed = tflm_engines.measure_arena(dense_models["per_tensor"]).measured
+    monkeypatch.setattr(arena, "PROBE_ARENA_BYTES", needed // 2)  # a probe the model does not fit
+    with pytest.raises(arena.ArenaTooLarge) as err:
+        tflm_engines.measure_arena(dense_models["per_tensor"])
+    assert err.value.at_least > needed // 2
