@@ -4,7 +4,6 @@ stays free of Arduino and TFLM, fits its size budget, and its buffer-size helper
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,7 +20,7 @@ core_size = load_core_size_bench()
 CORE_DIR = REPO / "firmware" / "lib" / "core"
 HOST_DIR = REPO / "firmware" / "host"
 HOST_FLAGS = ("-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic")
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ missing")
+needs_arm = pytest.mark.usefixtures("cross_compiler")  # skips with a reason, fails under TINYML_REQUIRE_ALL
 
 
 @pytest.fixture(scope="module")
