@@ -24,7 +24,6 @@ generated files and the compiler flags, so an edited source or a new model rebui
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import os
 import shutil
@@ -38,6 +37,7 @@ from typing import Any
 
 from common import runfolder
 from common.errors import ModelError, ToolError
+from common.native_tflm import compiler_identity, first_error_line
 
 __all__ = [
     "DEFAULT_GENERATED_DIR",
@@ -161,31 +161,13 @@ def _generated_files(generated_dir: Path) -> list[Path]:
     return [generated_dir / name for name in GENERATED_FILES]
 
 
-@functools.cache
-def _compiler_identity() -> str:
-    """First line of ``g++ --version``: a compiler upgrade must not reuse an old build."""
-    try:
-        proc = subprocess.run([CXX, "--version"], capture_output=True, text=True, timeout=60, check=False)
-    except OSError:
-        return CXX  # missing compiler: _compile() reports it if a build is needed
-    return proc.stdout.splitlines()[0] if proc.stdout else CXX
-
-
 def _inputs_digest(files: Iterable[Path], flags: Sequence[str]) -> str:
     digest = hashlib.sha256()
-    digest.update("\0".join([_compiler_identity(), *flags]).encode())
+    digest.update("\0".join([compiler_identity(CXX), *flags]).encode())
     for path in files:
         digest.update(b"\0" + path.name.encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()[:20]
-
-
-def _first_error_line(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if "error" in line:
-            return line
-    return lines[0] if lines else "no compiler output"
 
 
 def _compile(sources: Sequence[Path], include_dirs: Sequence[Path], flags: Sequence[str],
@@ -203,7 +185,7 @@ def _compile(sources: Sequence[Path], include_dirs: Sequence[Path], flags: Seque
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
         if proc.returncode != 0:
-            raise HostBuildError(f"{target.name} build failed: {_first_error_line(proc.stderr)}")
+            raise HostBuildError(f"{target.name} build failed: {first_error_line(proc.stderr)}")
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)  # another process may have won the race: same bytes either way
     except subprocess.TimeoutExpired:
