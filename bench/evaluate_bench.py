@@ -65,9 +65,10 @@ def prepare_run(run: Path | None) -> Path:
     if run is not None:
         return run
     run = CACHED_RUN
-    if not (run / runfolder.MODEL_TFLITE).is_file() or not (run / "generated" / "model_data.cpp").is_file():
+    generated = run / runfolder.GENERATED_DIR
+    if not (run / runfolder.MODEL_TFLITE).is_file() or not (generated / "model_data.cpp").is_file():
         _tool("train", "--run", str(run), "--dataset", "mnist5k", "--model", "dnn", "--epochs", "3")
-        _tool("convert", "--run", str(run), "--firmware-dir", str(run / "generated"))
+        _tool("convert", "--run", str(run))
     return run
 
 
@@ -143,6 +144,7 @@ def stream_over_board(
 
 def evaluate_command_rate(run: Path) -> dict[str, Any]:
     """The user-visible `evaluate --port virtual` function on one pass (journal, JSON and all)."""
+    import shutil
     import tempfile
 
     from host_tools.evaluate import evaluate
@@ -154,6 +156,8 @@ def evaluate_command_rate(run: Path) -> dict[str, Any]:
         for item in run.iterdir():
             if item.is_file():
                 (copy / item.name).write_bytes(item.read_bytes())
+        # The virtual board reads the run folder's own generated files.
+        shutil.copytree(run / runfolder.GENERATED_DIR, copy / runfolder.GENERATED_DIR)
         with virtual_board(copy) as port, SerialLink(port) as link:
             outcome = evaluate(copy, link, port, True, restart=True, progress=False, log=lambda _s: None)
         return {
