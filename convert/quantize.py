@@ -55,7 +55,7 @@ def calibration_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.asarray(x[idx], dtype=np.float32)
 
 
-def quantize_int8(model: Any, calibration: np.ndarray) -> bytes:
+def quantize_int8(model: Any, calibration: np.ndarray, per_channel_dense: bool = False) -> bytes:
     """Full-integer PTQ: int8 weights, activations, input and output; builtin int8 ops only."""
     quiet_tensorflow()
     import keras
@@ -82,7 +82,7 @@ def quantize_int8(model: Any, calibration: np.ndarray) -> bytes:
         converter.inference_output_type = tf.int8
         # One scale per Dense weight tensor: the board's TFLM library computes a per-channel
         # FULLY_CONNECTED with the first channel's scale for every output (convert.board_compat).
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
         try:
             return bytes(converter.convert())
         except Exception as exc:

@@ -36,25 +36,10 @@ def _dense_model():  # a small Dense net whose output channels have very differe
 
 
 def _convert(model, per_channel: bool) -> bytes:
-    import tensorflow as tf
-
-    from common.quiet import captured_stdout_fd, silenced_stderr
+    from convert.quantize import quantize_int8
 
     calibration = np.random.default_rng(0).normal(size=(100, 24)).astype(np.float32)
-
-    def representative():
-        for i in range(len(calibration)):
-            yield [calibration[i : i + 1]]
-
-    with silenced_stderr(), captured_stdout_fd():
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel
-        return bytes(converter.convert())
+    return quantize_int8(model, calibration, per_channel_dense=per_channel)
 
 
 @pytest.fixture(scope="module")
