@@ -18,11 +18,9 @@ if TYPE_CHECKING:  # imported when a command needs a port, so `--help` stays qui
 
 VIRTUAL = "virtual"
 EMULATED = "emulated"
-# Requests in flight on the emulated board unless --window says otherwise. QEMU's CMSDK UART
-# takes one byte per round trip between its threads (50-430 us per byte measured on a shared
-# two-core machine), so one INFER frame needs 0.04-0.35 s. Four queued frames keep it busy; a
-# load spike past the host's reply timeout then resends four frames, not the device's window
-# of 32, whose duplicates alone would outlast the next timeout and snowball.
+# Requests in flight on the emulated board unless --window says otherwise. QEMU's semihosting
+# console buffers 1 KiB of input, about one INFER frame of the dnn: more queued frames only wait
+# in the pty (bench/emulator_bench.py measured 397-522 dnn samples/s with 4 over three runs, 355/s with 32).
 EMULATED_WINDOW = 4
 AUTO = "auto"
 VIRTUAL_HINT = (

@@ -1,10 +1,11 @@
 """The emulated Cortex-M4 board: the firmware image under QEMU's ``mps2-an386``, served on a pty.
 
 ``emulated_board(generated_dir)`` builds the image (``common.emulated_image``, cached),
-starts ``qemu-system-arm -M mps2-an386 -icount shift=0 -nographic -serial pty ...`` and
-yields the pty QEMU reports; the host then talks to it over the same protocol and pyserial
-as to a board. ``-icount shift=0`` makes QEMU retire one instruction per nanosecond of
-virtual time, so the board's SysTick counts instructions (the board layer says how).
+starts ``qemu-system-arm -M mps2-an386 -icount shift=0 -nographic -chardev pty,id=link
+-semihosting-config enable=on,chardev=link ...`` and yields the pty QEMU reports; the host
+then talks to it over the same protocol and pyserial as to a board. ``-icount shift=0`` makes
+QEMU retire one instruction per nanosecond of virtual time, so the board's SysTick counts
+instructions (the board layer says how).
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ SERVE_POLL_S = 0.5
 # A monitor command (reset, pause) answers at once.
 MONITOR_TIMEOUT_S = 10.0
 MONITOR_PROMPT = b"(qemu) "
-PTY_LINE = re.compile(rb"char device redirected to (\S+) \(label serial0\)")
+# The chardev that carries the protocol: the board's semihosting console (board.cpp says why
+# not its UART).
+LINK_CHARDEV = "link"
+PTY_LINE = re.compile(rb"char device redirected to (\S+) \(label " + LINK_CHARDEV.encode() + rb"\)")
 
 
 class QemuMissing(ToolError):
@@ -68,11 +72,13 @@ def generated_dir_for(run: Path, generated: Path | None) -> Path:
 
 
 def qemu_command(elf: Path, monitor: Path | None = None) -> list[str]:
-    # UART0 (the protocol) on a pty, UART1 (TFLM's log text) discarded; the QEMU monitor only on
-    # request (a unix socket for tests that reset or pause the board), so nothing reads stdin.
+    # The semihosting console (the protocol) on a pty, both UARTs discarded (UART1 has TFLM's
+    # log text); the QEMU monitor only on request (a unix socket for tests that reset or pause
+    # the board), so nothing reads stdin.
     monitor_arg = f"unix:{monitor},server=on,wait=off" if monitor is not None else "none"
     return [QEMU, "-M", MACHINE, "-icount", "shift=0", "-nographic", "-monitor", monitor_arg,
-            "-serial", "pty", "-serial", "null", "-kernel", str(elf)]
+            "-chardev", f"pty,id={LINK_CHARDEV}", "-semihosting-config", f"enable=on,chardev={LINK_CHARDEV}",
+            "-serial", "null", "-serial", "null", "-kernel", str(elf)]
 
 
 @dataclass

@@ -12,7 +12,6 @@ extern InitFunction __init_array_start[], __init_array_end[];
 
 int main();
 void SysTick_Handler();
-void Uart0Rx_Handler();
 void Reset_Handler();
 void Trap_Handler();
 }
@@ -49,9 +48,9 @@ extern "C" void Reset_Handler() {
   Trap_Handler();
 }
 
-// ARMv7-M exception numbers 0..15 (initial stack pointer, then the handlers), then external
-// interrupt 0, UART0 receive on the AN386; the board enables no other interrupt.
-__attribute__((section(".isr_vector"), used)) const void* const kVectorTable[17] = {
+// ARMv7-M exception numbers 0..15 (initial stack pointer, then the handlers); the board
+// enables no external interrupt.
+__attribute__((section(".isr_vector"), used)) const void* const kVectorTable[16] = {
     &_estack,
     reinterpret_cast<const void*>(&Reset_Handler),
     reinterpret_cast<const void*>(&Trap_Handler),  // NMI
@@ -65,5 +64,4 @@ __attribute__((section(".isr_vector"), used)) const void* const kVectorTable[17]
     nullptr,
     reinterpret_cast<const void*>(&Trap_Handler),  // PendSV
     reinterpret_cast<const void*>(&SysTick_Handler),
-    reinterpret_cast<const void*>(&Uart0Rx_Handler),
 };
