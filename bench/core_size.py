@@ -50,6 +50,7 @@ FIRMWARE_LIKE_SOURCE = r"""
 #include <string.h>
 
 #include "device_info.h"
+#include "interfaces.h"
 #include "model_settings.h"
 #include "protocol.h"
 #ifndef CORE_SIZE_BASELINE
@@ -109,21 +110,23 @@ core::DeviceInfo g_info;  // board-layer data (a plain struct): kept in both ima
 }  // namespace
 
 uint8_t g_rx_frame[core::RxBufferBytes(model::kInputBytes)];
-uint8_t g_tx_frame[core::TxBufferBytes(model::kOutputBytes)];
+uint8_t g_tx_frame[core::TxBufferBytes(model::kOutputBytes, model::kOperatorCount)];
 uint8_t g_result_cache[core::CacheBufferBytes(model::kOutputBytes)];
+core::OpTicks g_ops[model::kOperatorCount];
 // Both images keep every board-side object (their addresses escape), so the difference
 // between them is the core alone.
-void* volatile g_keep[] = {g_rx_frame, g_tx_frame, g_result_cache, &g_engine, &g_clock, &g_transport,
-                           &g_info};
+void* volatile g_keep[] = {g_rx_frame, g_tx_frame, g_result_cache, g_ops, &g_engine, &g_clock,
+                           &g_transport, &g_info};
 
 #ifndef CORE_SIZE_BASELINE
 static_assert(core::TxRawCapacity(sizeof g_tx_frame) >=
-                  core::RawFrameCapacity(core::MaxReplyPayload(model::kOutputBytes)),
+                  core::RawFrameCapacity(core::MaxReplyPayload(model::kOutputBytes, model::kOperatorCount)),
               "the transmit buffer must hold the largest reply");
 namespace {
 core::Dispatcher g_dispatcher(g_info, g_engine, g_clock, g_transport,
                               core::Buffers{g_rx_frame, sizeof g_rx_frame, g_tx_frame, sizeof g_tx_frame,
-                                            g_result_cache, sizeof g_result_cache});
+                                            g_result_cache, sizeof g_result_cache, g_ops,
+                                            model::kOperatorCount});
 }  // namespace
 #endif
 

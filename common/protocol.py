@@ -24,6 +24,8 @@ class MsgType(IntEnum):
     RESULT = 0x4
     NACK = 0x5
     ERROR = 0x6
+    PROFILE = 0x7
+    PROFILE_RESULT = 0x8
 
 
 class Code(IntEnum):
@@ -64,10 +66,11 @@ DTYPE_CODES: dict[str, int] = {name: int(code) for code, name in DTYPE_NAMES.ite
 
 
 class ResultFlag(IntEnum):
-    """Bits of RESULT byte 0."""
+    """Bits of RESULT and PROFILE_RESULT byte 0."""
 
     CYCLES_VALID = 0x01
     REPLAYED = 0x02
+    TRUNCATED = 0x04  # PROFILE_RESULT: more ops ran than the device could record
 
 
 # The sequence number of a reply whose request header could not be trusted.
@@ -116,6 +119,15 @@ INFO_PAYLOAD_MAX = INFO_FIXED_BYTES + BOARD_NAME_MAX + STARTUP_MESSAGE_MAX
 RESULT_HEADER = struct.Struct("<BII")  # flags, invoke micros, cycles
 RESULT_HEADER_BYTES = RESULT_HEADER.size
 
+# PROFILE_RESULT: flags, op count, the whole Invoke()'s ticks; then per op its ticks and its
+# name (length byte and ASCII, at most PROFILE_NAME_MAX).
+PROFILE_HEADER = struct.Struct("<BBI")
+PROFILE_HEADER_BYTES = PROFILE_HEADER.size
+PROFILE_ENTRY_HEADER = struct.Struct("<IB")
+PROFILE_ENTRY_HEADER_BYTES = PROFILE_ENTRY_HEADER.size
+PROFILE_NAME_MAX = 32
+PROFILE_OPS_MAX = 255
+
 COBS_BLOCK = 254
 
 
@@ -157,6 +169,10 @@ def facts() -> dict[str, int]:
         "INFO_FIXED_BYTES": INFO_FIXED_BYTES,
         "INFO_PAYLOAD_MAX": INFO_PAYLOAD_MAX,
         "RESULT_HEADER_BYTES": RESULT_HEADER_BYTES,
+        "PROFILE_HEADER_BYTES": PROFILE_HEADER_BYTES,
+        "PROFILE_ENTRY_HEADER_BYTES": PROFILE_ENTRY_HEADER_BYTES,
+        "PROFILE_NAME_MAX": PROFILE_NAME_MAX,
+        "PROFILE_OPS_MAX": PROFILE_OPS_MAX,
     }
     enums: tuple[type[IntEnum], ...] = (MsgType, Code, StartupStatus, Dtype, ResultFlag)
     for enum in enums:

@@ -164,7 +164,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve the firmware on an emulated Cortex-M4 (QEMU) on a pseudo-terminal",
         description="Cross-compile the firmware image for QEMU's mps2-an386 (the board's TFLM library "
         "and flags, its own board layer; cached), run it with `qemu-system-arm -icount shift=0` and "
-        "serve its UART on a pty (its path is the first line printed) until Ctrl-C or SIGTERM.",
+        "serve its link (QEMU's semihosting console) on a pty (its path is the first line printed) "
+        "until Ctrl-C or SIGTERM.",
     )
     runfolder.add_run_argument(em)
     em.add_argument(
@@ -181,6 +182,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _port_argument(info)
     runfolder.add_run_argument(info)
+
+    prof = sub.add_parser(
+        "profile",
+        help="time each op of one inference on the device",
+        description="Handshake, run one test sample with every op timed (PROFILE) and print per op "
+        "the measured ticks (DWT cycles on the Nano, instructions on the emulated Cortex-M4, host "
+        "microseconds on the virtual board) next to convert's estimate.",
+    )
+    _port_argument(prof)
+    runfolder.add_run_argument(prof)
+    prof.add_argument("--sample", type=_count, default=0, metavar="N",
+                      help="index of the test sample to run (default: %(default)s)")
 
     ev = sub.add_parser(
         "evaluate",
@@ -307,6 +320,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return show_info(link, label, args.run, virtual_hint=VIRTUAL_HINT if virtual else None)
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from host_tools.evaluate import profile_run
+
+    with _device(args.port, args.run, args.trace) as (link, label, virtual):
+        lines = profile_run(args.run, link, args.sample, flash_hint=VIRTUAL_HINT if virtual else None)
+    print(f"profile of test sample {args.sample} on {label}:")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from common import provenance
     from host_tools.evaluate import evaluate
@@ -392,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_info(args)
     if args.command == "evaluate":
         return _cmd_evaluate(args)
+    if args.command == "profile":
+        return _cmd_profile(args)
     return _cmd_compare(args)
 
 

@@ -301,6 +301,40 @@ def _layer_blocks(report: ConvertReport) -> list[Block]:
                   rows)]
 
 
+def _profile_blocks(data: Loaded) -> list[Block]:
+    """Measured against estimated per layer, from the PROFILE evaluate recorded."""
+    from host_tools import profiling
+
+    record = (data.device or {}).get("profile")
+    if not isinstance(record, dict):
+        return []
+    if "unavailable" in record:
+        return [Heading("Per-layer cost: measured"), Para(f"No per-op profile: {record['unavailable']}")]
+    try:
+        profile = profiling.from_json(record)
+    except (KeyError, TypeError, ValueError):
+        return [Heading("Per-layer cost: measured"), Para("The profile in the device results is unreadable.")]
+    unit = profiling.unit_label(profile)
+    layers = [dict(layer) for layer in data.report.get("layers") or []]
+    rows: list[Row] = []
+    for r in profiling.layer_rows(profile, layers):
+        rows.append([str(r["index"]), r["op"], r["layer"][:40], f"{r['measured']:,}", f"{r['share']:.1%}",
+                     f"{r['estimate']:,.0f}" if r["estimate"] is not None else "-",
+                     f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"])
+    rows.append(["", "ops total", "", f"{profile.op_sum:,}", "", "", ""])
+    rows.append(["", "Invoke() as timed", "", f"{profile.total:,}", "", "", ""])
+    note = (f"One inference of test sample {record.get('sample', 0)} on {profile.board}, each op timed "
+            f"by the firmware (PROFILE): {unit}.")
+    if profile.unit == profiling.UNIT_MICROSECONDS:
+        note += " Estimates count cycles, so they are not set against these times."
+    else:
+        note += " Estimate: convert's per-layer cost model; ratio = estimate / measured."
+    if profile.truncated:
+        note += " More ops ran than the device could record: the table is cut."
+    return [Heading("Per-layer cost: measured"), Para(note),
+            Table(["#", "op", "layer", f"measured ({unit})", "share", "estimate", "est/meas"], rows)]
+
+
 def _emulated(header: dict[str, Any]) -> bool:
     """Results of the emulated Cortex-M4: its cycles are instructions, its time is implied."""
     return (header.get("device") or {}).get("board") == EMULATED_BOARD
@@ -444,6 +478,7 @@ def compare(run: Path) -> list[Path]:
             blocks += _accuracy_blocks(data, cols)
         blocks += _agreement_blocks(data, cols)
         blocks += _layer_blocks(data.report)
+        blocks += _profile_blocks(data)
         blocks += _latency_blocks(data)
         blocks += _memory_blocks(data)
         blocks += _history_blocks(data)

@@ -20,7 +20,7 @@ from common.quant import model_hash, read_io_spec
 from host_tools.journal import JournalState, JournalWriter, read_journal, sample_line
 from host_tools.link import SerialLink
 from host_tools.messages import Info
-from host_tools.session import ExpectedModel, Session
+from host_tools.session import ExpectedModel, ProfileNotSupported, Session
 
 CONVERT_CMD = "python -m convert"
 TRAIN_CMD = "python -m train"
@@ -228,11 +228,13 @@ def evaluate(
             "cycles": cycles,
         }
     samples = [done[i] for i in range(total) if i in done]
+    profile = _profile_record(session, data.inputs[0].tobytes() if total else None, log)
     summary = _summary(samples, session, link, wall, len(todo), resumed)
     out_path = run / runfolder.DEVICE_EVAL_JSON
     # Through the run folder's one commit point (and its test-only fault hook).
     with StagedCommit(run, EVALUATE) as staged:
-        staged.write(out_path, final_json(state.header, state.sessions, summary, samples).encode("utf-8"))
+        text = final_json(state.header, state.sessions, summary, samples, profile)
+        staged.write(out_path, text.encode("utf-8"))
         staged.commit_plain()
     return EvalOutcome(out_path, len(samples), len(todo), summary["accuracy"], wall, summary)
 
@@ -242,14 +244,48 @@ def final_json(
     sessions: list[dict[str, Any]],
     summary: dict[str, Any],
     samples: list[dict[str, Any]],
+    profile: dict[str, Any] | None = None,
 ) -> str:
-    """device_eval.json: readable header and summary, then one compact line per sample."""
+    """device_eval.json: readable header, summary and per-op profile, then one compact line per sample."""
     lines = ",\n".join("    " + json.dumps(s, separators=(",", ":")) for s in samples)
     return (
         f'{{\n  "stage": "{EVALUATE}",\n  "header": {json.dumps(header)},\n'
         f'  "sessions": {json.dumps(sessions)},\n'
-        f'  "summary": {json.dumps(summary, indent=2)},\n  "samples": [\n{lines}\n  ]\n}}\n'
+        f'  "summary": {json.dumps(summary, indent=2)},\n  "profile": {json.dumps(profile)},\n'
+        f'  "samples": [\n{lines}\n  ]\n}}\n'
     )
+
+
+def _profile_record(session: Session, tensor: bytes | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """The first test sample timed per op (PROFILE), or why there is no profile: a device that
+    cannot profile, or a link that fails now, costs the evaluation nothing."""
+    from common.errors import DeviceError
+    from host_tools.profiling import profile_session
+
+    if tensor is None:
+        return {"unavailable": "no test sample was evaluated"}
+    try:
+        return {"sample": 0, **profile_session(session, tensor).as_json()}
+    except ProfileNotSupported as exc:
+        return {"unavailable": str(exc)}
+    except DeviceError as exc:
+        log(f"no per-op profile: {exc}")
+        return {"unavailable": str(exc)}
+
+
+def profile_run(run: Path, link: SerialLink, sample: int, flash_hint: str | None = None) -> list[str]:
+    """``profile``: time test sample ``sample`` per op on the device; the table as lines."""
+    from host_tools.profiling import profile_session, render_table
+
+    expected = load_expected(run)
+    data = load_inputs(run, expected)
+    if sample >= len(data.inputs):
+        raise DataError(f"--sample {sample} is out of range: the test split has {len(data.inputs)} samples")
+    session = Session(link, expected, flash_hint=flash_hint) if flash_hint else Session(link, expected)
+    session.handshake()
+    profile = profile_session(session, data.inputs[sample].tobytes())
+    layers = convert_report.read(run / runfolder.CONVERT_REPORT_JSON).get("layers") or []
+    return render_table(profile, [dict(layer) for layer in layers])
 
 
 def _requests(inputs: np.ndarray, todo: list[int]) -> Iterator[tuple[int, bytes]]:

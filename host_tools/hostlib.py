@@ -266,7 +266,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     # Only in the board-engine build (build_board_library).
     board_engine: dict[str, tuple[list[Any], object]] = {
         "tm_engine_begin": ([], ctypes.c_uint8), "tm_engine_message": ([], ctypes.c_char_p),
-        "tm_engine_arena_used": ([], u32)}
+        "tm_engine_arena_used": ([], u32), "tm_engine_attach_profiler": ([], None)}
     for name, (args, res) in board_engine.items():
         if hasattr(lib, name):
             fn = getattr(lib, name)
@@ -366,6 +366,7 @@ class HostCore:
             self._callbacks = (*self._callbacks, native)
         self._started(self._lib.tm_init_model(invoke, clock, write, None, status, message,
                                               int(self._lib.tm_engine_arena_used())))
+        self._lib.tm_engine_attach_profiler()  # PROFILE times each op, as on the board
         return status
 
     def init_custom(self, info: DeviceInfo, invoke_cb: InvokeCallback, write_cb: WriteCallback,

@@ -1,4 +1,5 @@
-"""Message payloads (docs/protocol.md sections 2-5): HELLO/INFER out, INFO/RESULT/NACK/ERROR in."""
+"""Message payloads (docs/protocol.md sections 2-5): HELLO/INFER/PROFILE out,
+INFO/RESULT/PROFILE_RESULT/NACK/ERROR in."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from common.protocol import (
     INFO_FIELDS,
     INFO_FIXED,
     INFO_FIXED_BYTES,
+    PROFILE_ENTRY_HEADER,
+    PROFILE_HEADER,
     PROTOCOL_VERSION,
     RESULT_HEADER,
     Code,
@@ -21,9 +24,9 @@ from common.protocol import (
 from host_tools.framing import Frame, build_frame
 
 # Re-exported: the layers above name the protocol's enums through this module.
-__all__ = ["Code", "ErrorReply", "Info", "MessageError", "MsgType", "Nack", "Reply", "Result",
-           "StartupStatus", "decode_info", "decode_reply", "decode_result", "encode_hello",
-           "encode_infer"]
+__all__ = ["Code", "ErrorReply", "Info", "MessageError", "MsgType", "Nack", "OpTicks", "ProfileResult",
+           "Reply", "Result", "StartupStatus", "decode_info", "decode_profile", "decode_reply",
+           "decode_result", "encode_hello", "encode_infer", "encode_profile"]
 
 
 class MessageError(Exception):
@@ -76,6 +79,24 @@ class Result:
 
 
 @dataclass(frozen=True)
+class OpTicks:
+    name: str
+    ticks: int
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """One inference timed per op: ticks are cycles when ``cycles_valid`` (the Nano's DWT
+    cycles, the emulator's instructions), else microseconds."""
+
+    seq: int
+    cycles_valid: bool
+    truncated: bool  # more ops ran than the device could record
+    total_ticks: int  # the whole Invoke(), profiler included
+    ops: tuple[OpTicks, ...]
+
+
+@dataclass(frozen=True)
 class Nack:
     seq: int
     code: int
@@ -95,7 +116,7 @@ class ErrorReply:
             return f"code {self.code}"
 
 
-Reply = Info | Result | Nack | ErrorReply
+Reply = Info | Result | ProfileResult | Nack | ErrorReply
 
 
 def encode_hello(seq: int) -> bytes:
@@ -104,6 +125,10 @@ def encode_hello(seq: int) -> bytes:
 
 def encode_infer(seq: int, tensor: bytes) -> bytes:
     return build_frame(MsgType.INFER, seq, tensor)
+
+
+def encode_profile(seq: int, tensor: bytes) -> bytes:
+    return build_frame(MsgType.PROFILE, seq, tensor)
 
 
 def _dtype(code: int) -> str:
@@ -186,6 +211,28 @@ def decode_result(seq: int, payload: bytes) -> Result:
     )
 
 
+def decode_profile(seq: int, payload: bytes) -> ProfileResult:
+    if len(payload) < PROFILE_HEADER.size:
+        raise MessageError(f"PROFILE_RESULT payload is {len(payload)} bytes, "
+                           f"at least {PROFILE_HEADER.size} expected")
+    flags, count, total = PROFILE_HEADER.unpack_from(payload)
+    ops = []
+    offset = PROFILE_HEADER.size
+    for index in range(count):
+        if offset + PROFILE_ENTRY_HEADER.size > len(payload):
+            raise MessageError(f"PROFILE_RESULT ends inside op {index} of {count}")
+        ticks, name_len = PROFILE_ENTRY_HEADER.unpack_from(payload, offset)
+        offset += PROFILE_ENTRY_HEADER.size
+        if offset + name_len > len(payload):
+            raise MessageError(f"PROFILE_RESULT ends inside the name of op {index} of {count}")
+        ops.append(OpTicks(payload[offset:offset + name_len].decode("ascii", "replace"), ticks))
+        offset += name_len
+    if offset != len(payload):
+        raise MessageError(f"PROFILE_RESULT has {len(payload) - offset} bytes after its {count} ops")
+    return ProfileResult(seq=seq, cycles_valid=bool(flags & ResultFlag.CYCLES_VALID),
+                         truncated=bool(flags & ResultFlag.TRUNCATED), total_ticks=total, ops=tuple(ops))
+
+
 def decode_reply(frame: Frame) -> Reply:
     """A device -> host frame as a message; ``MessageError`` when it breaks the protocol."""
     if frame.version != PROTOCOL_VERSION:
@@ -195,6 +242,8 @@ def decode_reply(frame: Frame) -> Reply:
         return decode_result(frame.seq, p)
     if t == MsgType.INFO:
         return decode_info(frame.seq, p)
+    if t == MsgType.PROFILE_RESULT:
+        return decode_profile(frame.seq, p)
     if t == MsgType.NACK:
         if len(p) != 1:
             raise MessageError(f"NACK payload is {len(p)} bytes, 1 expected")

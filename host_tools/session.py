@@ -27,10 +27,12 @@ from host_tools.messages import (
     Info,
     MessageError,
     Nack,
+    ProfileResult,
     Result,
     decode_reply,
     encode_hello,
     encode_infer,
+    encode_profile,
 )
 
 # Sequence numbers wrap below this value; 0xFFFF is reserved for replies to damaged frames.
@@ -40,6 +42,10 @@ RESEND_CODES = frozenset({Code.FRAME_TOO_LARGE})
 FLASH_HINT = (
     "install its model and flash it with `make flash RUN=<run folder>`"
 )
+
+
+class ProfileNotSupported(DeviceError):
+    """The firmware cannot time ops (too old, or its engine does not profile)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,7 @@ class Session:
         self._decoder.oversized = 0
         return frames
 
-    def _decode(self, encoded: bytes) -> Info | Result | Nack | ErrorReply | None:
+    def _decode(self, encoded: bytes) -> Info | Result | ProfileResult | Nack | ErrorReply | None:
         """A reply, or None for a damaged one (the host resynchronises at the next delimiter)."""
         try:
             frame = parse_frame(encoded)
@@ -299,7 +305,7 @@ class Session:
                         last_progress = self._clock()
                 if not inflight:
                     return
-                replies: list[Info | Result | Nack | ErrorReply | None] = list(state.early)
+                replies: list[Info | Result | ProfileResult | Nack | ErrorReply | None] = list(state.early)
                 state.early.clear()
                 timeout = self._reply_timeout(self.info or info)
                 wait = last_progress + timeout - self._clock()
@@ -402,6 +408,42 @@ class Session:
             self._stamp += 1
             pending.stamp = self._stamp
         self.link.write(b"".join(DELIMITER + p.frame for p in inflight.values()))
+
+    # -- profiling ---------------------------------------------------------------------------
+
+    def profile(self, tensor: bytes) -> ProfileResult:
+        """One inference of ``tensor`` with each op timed (PROFILE, protocol.md section 4).
+
+        Sent alone, after any stream: a damaged request or reply is resent (a PROFILE is a
+        measurement, so running it twice is harmless) up to ``timing.HELLO_ATTEMPTS`` times."""
+        if self.info is None:
+            self.handshake()
+        assert self.info is not None
+        timeout = self._reply_timeout(self.info)
+        for attempt in range(timing.HELLO_ATTEMPTS):
+            if attempt:
+                self.stats.retransmissions += 1
+            seq = self._next_seq()
+            self.link.write(DELIMITER + encode_profile(seq, tensor))
+            deadline = self._clock() + timeout
+            resend = False
+            while not resend and (left := deadline - self._clock()) > 0:
+                for encoded in self._frames(min(left, timing.READ_SLICE_S)):
+                    reply = self._decode(encoded)
+                    if isinstance(reply, ProfileResult) and reply.seq == seq:
+                        return reply
+                    if isinstance(reply, Nack):
+                        self.stats.nacks += 1
+                        resend = True
+                    elif isinstance(reply, ErrorReply) and reply.seq == seq:
+                        if reply.code == Code.UNKNOWN_TYPE:
+                            detail = reply.message or "its firmware predates PROFILE: update it"
+                            raise ProfileNotSupported(f"{self.link.port} cannot profile: {detail}")
+                        if reply.code in RESEND_CODES:
+                            resend = True
+                        else:
+                            self._fatal(reply)
+        raise DeviceError(f"no profile from {self.link.port} after {timing.HELLO_ATTEMPTS} requests")
 
     def _fatal(self, reply: ErrorReply) -> None:
         detail = f": {reply.message}" if reply.message else ""

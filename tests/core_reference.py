@@ -19,7 +19,7 @@ from typing import Any
 
 VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "protocol_v1.json"
 
-HELLO, INFO, INFER, RESULT, NACK, ERROR = 1, 2, 3, 4, 5, 6
+HELLO, INFO, INFER, RESULT, NACK, ERROR, PROFILE, PROFILE_RESULT = 1, 2, 3, 4, 5, 6, 7, 8
 BAD_CRC, BAD_COBS, TOO_SHORT, BAD_LENGTH = 1, 2, 3, 4
 FRAME_TOO_LARGE, BAD_VERSION, UNKNOWN_TYPE, BAD_PAYLOAD, NOT_READY, INVOKE_FAILED = 16, 17, 18, 19, 20, 21
 SEQ_UNKNOWN = 0xFFFF
@@ -30,7 +30,9 @@ ERROR_MESSAGE_MAX = 48
 READY, SCHEMA_MISMATCH, OP_REGISTRATION_FAILED = 0, 1, 2
 ALLOCATE_TENSORS_FAILED, INPUT_MISMATCH, OUTPUT_MISMATCH = 3, 4, 5
 DTYPE_INT8 = 1
-FLAG_CYCLES_VALID, FLAG_REPLAYED = 0x01, 0x02
+FLAG_CYCLES_VALID, FLAG_REPLAYED, FLAG_TRUNCATED = 0x01, 0x02, 0x04
+# The host shim's engine has no ops of its own: a PROFILE times the whole mock invoke as one.
+PROFILE_WHOLE_INVOKE = b"invoke"
 CLOCK_START_US = 1000
 CLOCK_STEP_US = 25
 
@@ -249,12 +251,14 @@ class RefDevice:
                 return self._error(seq, BAD_PAYLOAD)
             self.clear_cache()
             return self._reply(INFO, seq, self.info.payload())
-        if msg_type != INFER:
+        if msg_type not in (INFER, PROFILE):
             return self._error(seq, UNKNOWN_TYPE)
         if self.info.startup_status != 0:
             return self._error(seq, NOT_READY, self.info.startup_message)
         if len(payload) != self.info.input.nbytes:
             return self._error(seq, BAD_PAYLOAD)
+        if msg_type == PROFILE:
+            return self._profile(seq, payload)
         for entry in self.cache:
             if entry is not None and entry[0] == seq:
                 result = bytearray(entry[1])
@@ -274,6 +278,26 @@ class RefDevice:
         self.cache[self.next_slot] = (seq, result)
         self.next_slot = (self.next_slot + 1) % WINDOW
         return self._reply(RESULT, seq, result)
+
+
+    def _ticks(self) -> int:
+        """What a profile counts: cycles when the device has a counter, else microseconds."""
+        return self._cycles() if self.info.clock_hz != 0 else self._clock()
+
+    def _profile(self, seq: int, payload: bytes) -> bytes:
+        """Never cached: each PROFILE runs the engine, timed as a whole and as its one op."""
+        start = self._ticks()
+        op_start = self._ticks()
+        outputs = mock_invoke(payload, self.info.output.nbytes)
+        op_ticks = (self._ticks() - op_start) & 0xFFFFFFFF
+        total = (self._ticks() - start) & 0xFFFFFFFF
+        self.runs += 1
+        if outputs is None:
+            return self._error(seq, INVOKE_FAILED)
+        flags = FLAG_CYCLES_VALID if self.info.clock_hz != 0 else 0
+        body = struct.pack("<BBI", flags, 1, total)
+        body += struct.pack("<IB", op_ticks, len(PROFILE_WHOLE_INVOKE)) + PROFILE_WHOLE_INVOKE
+        return self._reply(PROFILE_RESULT, seq, body)
 
 
 # --- the vectors --------------------------------------------------------------------------
@@ -379,8 +403,18 @@ def build_vectors() -> dict[str, Any]:
                   "794 raw bytes > 9 + max_payload -> ERROR 16, seq 0xFFFF"),
         _exchange("oversize garbage", MNIST_LIKE, [_nonzero_bytes(rng, 2000) + b"\x00", hello1],
                   "2000 bytes without a delimiter -> ERROR 16; the next frame is answered"),
-        _exchange("unknown type", MNIST_LIKE, [frame(7, 5), frame(INFO, 6), frame(0, 7)],
-                  "type 7, a device->host type and type 0 -> ERROR 18"),
+        _exchange("unknown type", MNIST_LIKE, [frame(9, 5), frame(INFO, 6), frame(0, 7)],
+                  "type 9, a device->host type and type 0 -> ERROR 18"),
+        _exchange("profile", MNIST_LIKE, [hello1, frame(PROFILE, 14, img[2]), frame(PROFILE, 14, img[2])],
+                  "PROFILE -> PROFILE_RESULT: flags 0, 1 op, the whole invoke 75 us (4 clock reads), "
+                  "the op 'invoke' 25 us; the same seq runs again (never cached)"),
+        _exchange("profile with cycles", CYCLES_INFO, [frame(PROFILE, 15, img[3])],
+                  "clock_hz 64 MHz: flags 1, ticks are cycles (25 us x 64 per read)"),
+        _exchange("profile refused", MNIST_LIKE,
+                  [frame(PROFILE, 16, img[0][:783]), frame(PROFILE, 17, _image(rng, first=0x80))],
+                  "PROFILE of 783 bytes -> ERROR 19; an input the mock engine fails on -> ERROR 21"),
+        _exchange("profile not ready", NOT_READY_INFO, [frame(PROFILE, 18, img[0])],
+                  "PROFILE before the model started -> ERROR 20 with the message"),
         _exchange("bad version", MNIST_LIKE, [frame(HELLO, 8, version=2), frame(INFER, 9, img[0], version=0)],
                   "version 2 and 0 -> ERROR 17 with the request's seq"),
         _exchange("wrong payload size", MNIST_LIKE,
@@ -431,7 +465,8 @@ def build_vectors() -> dict[str, Any]:
         "fake_clock": {"start_us": CLOCK_START_US, "step_us": CLOCK_STEP_US,
                        "note": "each read returns the time, then advances; read twice per fresh INFER, "
                                "four times when clock_hz is not 0 (micros, cycles, cycles, micros; "
-                               "cycles = the read x clock_hz / 1e6)"},
+                               "cycles = the read x clock_hz / 1e6); four times per PROFILE (start, "
+                               "op start, op end, end), as cycles when clock_hz is not 0"},
         "device_infos": {name: info.to_json() for name, info in DEVICE_INFOS.items()},
         "exchanges": exchanges,
     }

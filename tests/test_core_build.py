@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   auto check = [&](bool cond, const char* what) { if (!cond) { std::printf("%s\n", what); ++failures; } };
   auto wired = [&](const core::DeviceInfo& i, size_t rx_size, uint8_t* tx_buf, size_t tx_size,
                    size_t cache_size) {
-    return core::Dispatcher(i, e, c, t, {rx, rx_size, tx_buf, tx_size, cache, cache_size}).ok();
+    return core::Dispatcher(i, e, c, t, {rx, rx_size, tx_buf, tx_size, cache, cache_size, nullptr, 0}).ok();
   };
   check(wired(info, sizeof rx, tx, sizeof tx, sizeof cache), "exact sizes");
   check(!wired(info, sizeof rx - 1, tx, sizeof tx, sizeof cache), "rx short");
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
     unsigned v; std::sscanf(p, "%2x", &v); wire[n++] = static_cast<uint8_t>(v);
   }
   t.src = wire; t.left = n;
-  core::Dispatcher d(info, e, c, t, {rx, sizeof rx, tx, sizeof tx, cache, sizeof cache});
+  core::Dispatcher d(info, e, c, t, {rx, sizeof rx, tx, sizeof tx, cache, sizeof cache, nullptr, 0});
   while (t.left != 0) d.Poll();
   check(t.reads == (n + 63) / 64, "chunked reads");
   std::printf("written %zu\n", t.written);

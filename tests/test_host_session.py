@@ -20,7 +20,7 @@ from common.quant import IoSpec, TensorSpec
 from host_tools import timing
 from host_tools.framing import SEQ_UNKNOWN, StreamDecoder, build_frame, parse_frame
 from host_tools.messages import Code, MsgType
-from host_tools.session import ExpectedModel, Session
+from host_tools.session import ExpectedModel, ProfileNotSupported, Session
 
 HASH = "0123456789abcdef"
 IN_BYTES, OUT_BYTES = 6, 3
@@ -59,6 +59,8 @@ class FakeDevice:
     duplicate_results: bool = False
     silent_after: int | None = None  # infers answered before the device goes quiet until HELLO
     error_code: int | None = None
+    profile_error: int | None = None  # ERROR code a PROFILE gets
+    profiles_run: int = 0
     infers_run: int = 0
     hellos: int = 0
     received: list[int] = field(default_factory=list)  # INFER seqs in arrival order, copies included
@@ -87,6 +89,17 @@ class FakeDevice:
                 continue
             if self.error_code is not None:
                 self.out += build_frame(MsgType.ERROR, seq, bytes([self.error_code]) + b"nope")
+                continue
+            if frame.msg_type == MsgType.PROFILE:
+                if self.profile_error is not None:
+                    self.out += build_frame(MsgType.ERROR, seq, bytes([self.profile_error]))
+                    continue
+                # Laid out as docs/protocol.md section 4 says, not with the host's structs.
+                self.profiles_run += 1
+                body = bytes([1, 2]) + (900).to_bytes(4, "little")
+                for name, ticks in ((b"CONV_2D", 700), (b"SOFTMAX", 150)):
+                    body += ticks.to_bytes(4, "little") + bytes([len(name)]) + name
+                self.out += build_frame(MsgType.PROFILE_RESULT, seq, body)
                 continue
             self.infers_run += 1
             reply = build_frame(
@@ -234,3 +247,32 @@ def test_garbage_instead_of_replies_still_times_out() -> None:
     with pytest.raises(DeviceError, match="no answer"):
         list(session.stream([(0, bytes(IN_BYTES))]))
     assert session.stats.resyncs > 0 and session.stats.timeouts >= timing.MAX_RETRIES
+
+
+def test_profile_is_decoded_and_a_damaged_request_resent() -> None:
+    device = FakeDevice(damage={1})  # the handshake takes seq 0: the first PROFILE is NACKed
+    link = FakeLink(device)
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    reply = session.profile(bytes(IN_BYTES))
+    assert device.profiles_run == 1 and session.stats.retransmissions == 1
+    assert reply.cycles_valid and not reply.truncated and reply.total_ticks == 900
+    assert [(op.name, op.ticks) for op in reply.ops] == [("CONV_2D", 700), ("SOFTMAX", 150)]
+
+
+def test_a_firmware_that_cannot_profile_is_named_in_one_error() -> None:
+    device = FakeDevice(profile_error=Code.UNKNOWN_TYPE)
+    link = FakeLink(device)
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    with pytest.raises(ProfileNotSupported, match="cannot profile: its firmware predates PROFILE"):
+        session.profile(bytes(IN_BYTES))
+
+
+def test_a_silent_device_ends_a_profile_in_bounded_time() -> None:
+    device = FakeDevice(silent_after=0)
+    link = FakeLink(device)
+    session = Session(link, EXPECTED, clock=link.clock)  # type: ignore[arg-type]
+    session.handshake()
+    device.lose = set(range(1, 100))
+    with pytest.raises(DeviceError, match="no profile"):
+        session.profile(bytes(IN_BYTES))
+    assert link.now < 60

@@ -49,6 +49,28 @@ def test_virtual_port_matches_tflm_on_every_sample(run_copy: Path) -> None:
     assert data["summary"]["retransmissions"] == 0 and data["summary"]["handshakes"] == 1
 
 
+def test_profile_times_each_op_of_the_board_library_on_the_virtual_board(
+        run_copy: Path, board_library: Path) -> None:
+    proc = run_tool("host_tools", "profile", "--port", "virtual", "--run", str(run_copy), "--sample", "2",
+                    timeout=300)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("profile of test sample 2 on ")
+    assert "host µs" in lines[1]  # the virtual board's clock is this computer's
+    layers = json.loads((run_copy / "convert_report.json").read_text())["layers"]
+    rows = [line.split() for line in lines[2:2 + len(layers)]]
+    # One row per op of the .tflite, in its order, named as convert read them from the flatbuffer.
+    assert [(int(r[0]), r[1]) for r in rows] == [(layer["index"], layer["op"]) for layer in layers]
+    assert lines[2 + len(layers)].split()[:2] == ["ops", "total"]
+
+
+def test_profile_of_a_sample_outside_the_test_split_is_one_line_with_exit_code_3(run_copy: Path) -> None:
+    proc = run_tool("host_tools", "profile", "--port", "virtual", "--run", str(run_copy), "--sample", "99999",
+                    timeout=300, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        "error: --sample 99999 is out of range: the test split has 1000 samples"]
+
+
 def test_fresh_tflm_run_on_the_generated_model_agrees(run_copy: Path) -> None:
     """Independent of convert's desktop outputs: the TFLM runtime on the same quantized inputs."""
     from tflite_micro.python.tflite_micro import runtime

@@ -61,7 +61,7 @@ def test_firmware_and_python_state_the_same_protocol(firmware: dict[str, int]) -
 
 
 def test_the_oracle_reads_the_protocol_the_same_way(firmware: dict[str, int]) -> None:
-    names = {"MsgType": ("HELLO", "INFO", "INFER", "RESULT", "NACK", "ERROR"),
+    names = {"MsgType": ("HELLO", "INFO", "INFER", "RESULT", "NACK", "ERROR", "PROFILE", "PROFILE_RESULT"),
              "Code": ("BAD_CRC", "BAD_COBS", "TOO_SHORT", "BAD_LENGTH", "FRAME_TOO_LARGE", "BAD_VERSION",
                       "UNKNOWN_TYPE", "BAD_PAYLOAD", "NOT_READY", "INVOKE_FAILED"),
              "StartupStatus": ("READY", "SCHEMA_MISMATCH", "OP_REGISTRATION_FAILED",
@@ -74,6 +74,7 @@ def test_the_oracle_reads_the_protocol_the_same_way(firmware: dict[str, int]) ->
     assert firmware["Dtype.INT8"] == oracle.DTYPE_INT8
     assert firmware["ResultFlag.CYCLES_VALID"] == oracle.FLAG_CYCLES_VALID
     assert firmware["ResultFlag.REPLAYED"] == oracle.FLAG_REPLAYED
+    assert firmware["ResultFlag.TRUNCATED"] == oracle.FLAG_TRUNCATED
     for name in ("SEQ_UNKNOWN", "WINDOW", "INFO_PAYLOAD_MAX", "ERROR_MESSAGE_MAX"):
         assert getattr(oracle, name) == firmware[name], name
 

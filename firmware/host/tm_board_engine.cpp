@@ -16,6 +16,12 @@ const char* tm_engine_message(void) { return tflm_engine::status_message(); }
 
 uint32_t tm_engine_arena_used(void) { return static_cast<uint32_t>(tflm_engine::arena_used()); }
 
+/* PROFILE then times each op of the adapter's interpreter, as on the board. */
+void tm_engine_attach_profiler(void) {
+  static tflm_engine::CoreEngine engine;
+  tm_host_set_profiling_engine(&engine);
+}
+
 /* A tm_invoke_fn: the core's request buffer into the interpreter's input tensor, Invoke(),
  * the output tensor back. Sizes are the generated settings', checked by Begin(). */
 int32_t tm_engine_invoke(void* user, const int8_t* input, uint32_t input_len, int8_t* output,

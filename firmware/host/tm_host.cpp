@@ -27,8 +27,13 @@ constexpr uint32_t kMaxOutputBytes = core::kMaxPayloadField - core::kResultHeade
 constexpr uint32_t kOutBatchBytes = 1u << 16;
 
 uint8_t g_rx[core::RxBufferBytes(kMaxInputBytes)];
-uint8_t g_tx[core::TxBufferBytes(kMaxOutputBytes)];
+uint8_t g_tx[core::TxBufferBytes(kMaxOutputBytes, core::kProfileOpsMax)];
 uint8_t g_cache[core::CacheBufferBytes(kMaxOutputBytes)];
+core::OpTicks g_ops[core::kProfileOpsMax];
+// The engine that times each op of a PROFILE (the board's TFLM adapter, when the library has
+// it: tm_board_engine.cpp sets it); without one a PROFILE reports the whole callback as one op.
+core::Engine* g_profiling_engine = nullptr;
+constexpr char kWholeInvokeName[] = "invoke";
 int8_t g_input[kMaxInputBytes];
 int8_t g_output[kMaxOutputBytes];
 uint8_t g_out_batch[kOutBatchBytes];
@@ -75,6 +80,26 @@ class CallbackEngine final : public core::Engine {
   const int8_t* output() const override { return g_output; }
   size_t output_bytes() const override { return out_; }
   size_t arena_used() const override { return arena_used_; }
+  bool can_profile() const override { return true; }
+  bool invoke_profiled(core::Clock& clock, core::OpTicks* ops, size_t capacity, size_t* count) override {
+    *count = 0;
+    core::Engine* engine = g_profiling_engine;
+    if (engine != nullptr) {
+      if (engine->input() == nullptr || engine->input_bytes() != in_ || engine->output_bytes() != out_) {
+        return false;
+      }
+      memcpy(engine->input(), g_input, in_);
+      const bool ok = engine->invoke_profiled(clock, ops, capacity, count);
+      if (ok) memcpy(g_output, engine->output(), out_);
+      return ok;
+    }
+    const uint32_t start = core::Ticks(clock);
+    const bool ok = fn_(user_, g_input, in_, g_output, out_) == 0;
+    const uint32_t ticks = core::Ticks(clock) - start;
+    *count = 1;
+    if (capacity != 0) ops[0] = core::OpTicks{kWholeInvokeName, ticks};
+    return ok;
+  }
 
  private:
   tm_invoke_fn fn_ = nullptr;
@@ -164,13 +189,16 @@ int32_t Start(tm_invoke_fn invoke_fn, tm_clock_fn clock_fn, tm_write_fn write_fn
   g_transport.Configure(write_fn, user);
   core::Dispatcher* d = new (g_dispatcher_storage) core::Dispatcher(
       g_info, g_engine, g_clock, g_transport,
-      core::Buffers{g_rx, sizeof g_rx, g_tx, sizeof g_tx, g_cache, sizeof g_cache});
+      core::Buffers{g_rx, sizeof g_rx, g_tx, sizeof g_tx, g_cache, sizeof g_cache, g_ops,
+                    core::kProfileOpsMax});
   if (!d->ok()) return TM_ERR_SIZES;
   g_dispatcher = d;
   return TM_OK;
 }
 
 }  // namespace
+
+void tm_host_set_profiling_engine(core::Engine* engine) { g_profiling_engine = engine; }
 
 extern "C" {
 
@@ -270,6 +298,10 @@ static const tm_constant kProtocolConstants[] = {
     {"INFO_FIXED_BYTES", core::kInfoFixedBytes},
     {"INFO_PAYLOAD_MAX", core::kInfoPayloadMax},
     {"RESULT_HEADER_BYTES", core::kResultHeaderBytes},
+    {"PROFILE_HEADER_BYTES", core::kProfileHeaderBytes},
+    {"PROFILE_ENTRY_HEADER_BYTES", core::kProfileEntryHeaderBytes},
+    {"PROFILE_NAME_MAX", core::kProfileNameMax},
+    {"PROFILE_OPS_MAX", core::kProfileOpsMax},
     CORE_MESSAGE_TYPES(TM_MESSAGE_TYPE)
     CORE_CODES(TM_CODE)
     CORE_STARTUP_STATUSES(TM_STARTUP)

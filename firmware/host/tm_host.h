@@ -101,6 +101,13 @@ uint32_t tm_encoded_frame_capacity(uint32_t raw);
 
 #ifdef __cplusplus
 }
+
+namespace core {
+class Engine;
+}
+/* The engine that times each op when the host asks for a PROFILE (C++ only: the board's TFLM
+ * adapter, set by tm_engine_attach_profiler() of tm_board_engine.cpp). */
+void tm_host_set_profiling_engine(core::Engine* engine);
 #endif
 
 #endif /* TM_HOST_H_ */

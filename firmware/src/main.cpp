@@ -62,8 +62,9 @@ class SerialTransport final : public core::Transport {
 
 // Frame buffers follow from the model's tensor sizes (docs/protocol.md section 1).
 uint8_t g_rx[core::RxBufferBytes(model::kInputBytes)];
-uint8_t g_tx[core::TxBufferBytes(model::kOutputBytes)];
+uint8_t g_tx[core::TxBufferBytes(model::kOutputBytes, model::kOperatorCount)];
 uint8_t g_cache[core::CacheBufferBytes(model::kOutputBytes)];
+core::OpTicks g_ops[model::kOperatorCount];
 
 tflm_engine::CoreEngine g_engine;
 BoardClock g_clock;
@@ -104,7 +105,8 @@ void setup() {
 
   g_dispatcher = new (g_dispatcher_storage) core::Dispatcher(
       g_info, g_engine, g_clock, g_transport,
-      core::Buffers{g_rx, sizeof g_rx, g_tx, sizeof g_tx, g_cache, sizeof g_cache});
+      core::Buffers{g_rx, sizeof g_rx, g_tx, sizeof g_tx, g_cache, sizeof g_cache, g_ops,
+                    model::kOperatorCount});
   SetLed(status == tflm_engine::Status::kReady && g_dispatcher->ok());
 }
 

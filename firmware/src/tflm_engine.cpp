@@ -10,6 +10,7 @@
 #include "model_op_resolver.h"
 #include "model_settings.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 // Defined by the TFLM headers above in current releases; older trees kept it in
@@ -29,6 +30,46 @@ alignas(16) uint8_t g_arena[model::kArenaSize];
 // half-constructed that a later call could touch.
 alignas(model::OpResolver) uint8_t g_resolver_storage[sizeof(model::OpResolver)];
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
+
+// TFLM calls BeginEvent/EndEvent around every op's Eval (micro_graph.cpp) when the interpreter
+// has a profiler. This one records only while armed by InvokeProfiled(), into the caller's
+// fixed array; disarmed it costs two virtual calls per op. TFLM's own MicroProfiler keeps
+// 1,024 events (12 KB of RAM) and reads its ticks from micro_time, not the board's clock.
+class OpProfiler final : public tflite::MicroProfilerInterface {
+ public:
+  void Arm(core::Clock* clock, core::OpTicks* ops, size_t capacity) {
+    clock_ = clock;
+    ops_ = ops;
+    capacity_ = capacity;
+    count_ = 0;
+  }
+  void Disarm() { clock_ = nullptr; }
+  size_t count() const { return count_; }
+
+  uint32_t BeginEvent(const char* tag) override {
+    if (clock_ == nullptr) return 0;
+    const size_t index = count_++;
+    if (index < capacity_) {
+      ops_[index].name = tag;
+      ops_[index].ticks = core::Ticks(*clock_);
+    }
+    return static_cast<uint32_t>(index);
+  }
+  void EndEvent(uint32_t handle) override {
+    if (clock_ == nullptr || handle >= capacity_) return;
+    ops_[handle].ticks = core::Ticks(*clock_) - ops_[handle].ticks;  // unsigned: wrap-safe
+  }
+
+ private:
+  core::Clock* clock_ = nullptr;
+  core::OpTicks* ops_ = nullptr;
+  size_t capacity_ = 0;
+  size_t count_ = 0;
+};
+// Placement-new'd like the interpreter: a static object with a virtual destructor would
+// register its destruction with atexit.
+alignas(OpProfiler) uint8_t g_profiler_storage[sizeof(OpProfiler)];
+OpProfiler* g_profiler = nullptr;
 
 tflite::MicroInterpreter* g_interpreter = nullptr;
 TfLiteTensor* g_input = nullptr;
@@ -82,8 +123,9 @@ Status Begin() {
     return Fail(Status::kOpRegistrationFailed, "op resolver registration failed");
   }
 
-  g_interpreter =
-      new (g_interpreter_storage) tflite::MicroInterpreter(model, *resolver, g_arena, sizeof(g_arena));
+  g_profiler = new (g_profiler_storage) OpProfiler();
+  g_interpreter = new (g_interpreter_storage)
+      tflite::MicroInterpreter(model, *resolver, g_arena, sizeof(g_arena), nullptr, g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     char msg[64];
     snprintf(msg, sizeof(msg), "AllocateTensors() failed (arena %u B)",
@@ -116,6 +158,16 @@ bool Invoke() {
   return g_interpreter->Invoke() == kTfLiteOk;
 }
 
+bool InvokeProfiled(core::Clock& clock, core::OpTicks* ops, size_t capacity, size_t* count) {
+  *count = 0;
+  if (g_status != Status::kReady || g_interpreter == nullptr || g_profiler == nullptr) return false;
+  g_profiler->Arm(&clock, ops, capacity);
+  const bool ok = g_interpreter->Invoke() == kTfLiteOk;
+  g_profiler->Disarm();
+  *count = g_profiler->count();
+  return ok;
+}
+
 size_t arena_used() {
   return (g_status == Status::kReady && g_interpreter != nullptr) ? g_interpreter->arena_used_bytes() : 0;
 }
@@ -128,5 +180,8 @@ bool CoreEngine::invoke() { return Invoke(); }
 const int8_t* CoreEngine::output() const { return tflm_engine::output(); }
 size_t CoreEngine::output_bytes() const { return g_status == Status::kReady ? model::kOutputBytes : 0; }
 size_t CoreEngine::arena_used() const { return tflm_engine::arena_used(); }
+bool CoreEngine::invoke_profiled(core::Clock& clock, core::OpTicks* ops, size_t capacity, size_t* count) {
+  return InvokeProfiled(clock, ops, capacity, count);
+}
 
 }  // namespace tflm_engine

@@ -40,6 +40,9 @@ const int8_t* output();
 // Runs the model; false if TFLM reports an error.
 bool Invoke();
 
+// Runs the model with each op timed by core::Ticks(clock) (see core::Engine::invoke_profiled).
+bool InvokeProfiled(core::Clock& clock, core::OpTicks* ops, size_t capacity, size_t* count);
+
 // Bytes of the arena the interpreter actually uses (0 unless ready).
 size_t arena_used();
 
@@ -52,6 +55,8 @@ class CoreEngine final : public core::Engine {
   const int8_t* output() const override;
   size_t output_bytes() const override;
   size_t arena_used() const override;
+  bool can_profile() const override { return true; }
+  bool invoke_profiled(core::Clock& clock, core::OpTicks* ops, size_t capacity, size_t* count) override;
 };
 
 }  // namespace tflm_engine

@@ -168,8 +168,9 @@ class SemihostTransport final : public core::Transport {
 
 // Frame buffers follow from the model's tensor sizes (docs/protocol.md section 1).
 uint8_t g_rx[core::RxBufferBytes(model::kInputBytes)];
-uint8_t g_tx[core::TxBufferBytes(model::kOutputBytes)];
+uint8_t g_tx[core::TxBufferBytes(model::kOutputBytes, model::kOperatorCount)];
 uint8_t g_cache[core::CacheBufferBytes(model::kOutputBytes)];
+core::OpTicks g_ops[model::kOperatorCount];
 
 tflm_engine::CoreEngine g_engine;
 SysTickClock g_clock;
@@ -204,7 +205,8 @@ int main() {
 
   core::Dispatcher* dispatcher = new (g_dispatcher_storage) core::Dispatcher(
       g_info, g_engine, g_clock, g_transport,
-      core::Buffers{g_rx, sizeof g_rx, g_tx, sizeof g_tx, g_cache, sizeof g_cache});
+      core::Buffers{g_rx, sizeof g_rx, g_tx, sizeof g_tx, g_cache, sizeof g_cache, g_ops,
+                    model::kOperatorCount});
   while (true) {
     dispatcher->Poll();
   }

@@ -108,34 +108,45 @@ void Dispatcher::HandleFrame(const uint8_t* raw, size_t len) {
     HandleInfer(frame.seq, frame.payload, frame.payload_len);
     return;
   }
+  if (frame.type == kProfile) {
+    HandleProfile(frame.seq, frame.payload, frame.payload_len);
+    return;
+  }
   SendCode(kError, frame.seq, kUnknownType, nullptr);
 }
 
-void Dispatcher::HandleInfer(uint16_t seq, const uint8_t* payload, size_t len) {
+bool Dispatcher::LoadInput(uint16_t seq, const uint8_t* payload, size_t len) {
   if (info_.startup_status != 0) {
     SendCode(kError, seq, kNotReady, info_.startup_message);
-    return;
+    return false;
   }
   if (len != input_bytes_) {
     SendCode(kError, seq, kBadPayload, nullptr);
-    return;
-  }
-  for (size_t slot = 0; slot < kWindow; ++slot) {
-    if (cache_[slot].valid && cache_[slot].seq == seq) {
-      SendResult(seq, slot, kFlagReplayed);
-      return;
-    }
+    return false;
   }
   int8_t* input = engine_.input();
   const int8_t* output_check = engine_.output();
   // The engine checked its tensors against the settings at start-up; this guards the
-  // copies below against a wiring mistake instead of trusting it.
+  // copies against a wiring mistake instead of trusting it.
   if (input == nullptr || output_check == nullptr || engine_.input_bytes() != input_bytes_ ||
       engine_.output_bytes() != output_bytes_) {
     SendCode(kError, seq, kInvokeFailed, nullptr);
-    return;
+    return false;
   }
   memcpy(input, payload, input_bytes_);
+  return true;
+}
+
+void Dispatcher::HandleInfer(uint16_t seq, const uint8_t* payload, size_t len) {
+  if (info_.startup_status == 0 && len == input_bytes_) {
+    for (size_t slot = 0; slot < kWindow; ++slot) {
+      if (cache_[slot].valid && cache_[slot].seq == seq) {
+        SendResult(seq, slot, kFlagReplayed);
+        return;
+      }
+    }
+  }
+  if (!LoadInput(seq, payload, len)) return;
 
   const bool cycles_valid = clock_.has_cycles();
   const uint32_t t0 = clock_.micros();
@@ -157,6 +168,50 @@ void Dispatcher::HandleInfer(uint16_t seq, const uint8_t* payload, size_t len) {
   entry.cycles = c1 - c0;
   memcpy(buffers_.cache + slot * output_bytes_, engine_.output(), output_bytes_);
   SendResult(seq, slot, 0);
+}
+
+void Dispatcher::HandleProfile(uint16_t seq, const uint8_t* payload, size_t len) {
+  if (buffers_.ops == nullptr || buffers_.ops_capacity == 0 || !engine_.can_profile()) {
+    // The answer of a firmware that predates PROFILE, with the reason.
+    SendCode(kError, seq, kUnknownType, "this firmware does not profile");
+    return;
+  }
+  if (!LoadInput(seq, payload, len)) return;
+  const bool cycles_valid = clock_.has_cycles();
+  size_t count = 0;
+  const uint32_t start = Ticks(clock_);
+  const bool invoked = engine_.invoke_profiled(clock_, buffers_.ops, buffers_.ops_capacity, &count);
+  const uint32_t total = Ticks(clock_) - start;
+  if (!invoked) {
+    SendCode(kError, seq, kInvokeFailed, nullptr);
+    return;
+  }
+  size_t recorded = count < buffers_.ops_capacity ? count : buffers_.ops_capacity;
+  if (recorded > kProfileOpsMax) recorded = kProfileOpsMax;
+  size_t size = kProfileHeaderBytes;
+  for (size_t i = 0; i < recorded; ++i) {
+    size += kProfileEntryHeaderBytes + BoundedLength(buffers_.ops[i].name, kProfileNameMax);
+  }
+  FrameWriter writer(buffers_.tx, buffers_.tx_size);
+  uint8_t* out = writer.Begin(kProfileResult, seq, size);
+  if (out == nullptr) {
+    // Only a board that sized its transmit buffer without its op count gets here.
+    SendCode(kError, seq, kUnknownType, "profile larger than the reply buffer");
+    return;
+  }
+  out[0] = static_cast<uint8_t>((cycles_valid ? kFlagCyclesValid : 0) | (recorded < count ? kFlagTruncated : 0));
+  out[1] = static_cast<uint8_t>(recorded);
+  PutU32(out + 2, total);
+  uint8_t* p = out + kProfileHeaderBytes;
+  for (size_t i = 0; i < recorded; ++i) {
+    const size_t n = BoundedLength(buffers_.ops[i].name, kProfileNameMax);
+    PutU32(p, buffers_.ops[i].ticks);
+    p[4] = static_cast<uint8_t>(n);
+    if (n != 0) memcpy(p + kProfileEntryHeaderBytes, buffers_.ops[i].name, n);
+    p += kProfileEntryHeaderBytes + n;
+  }
+  const size_t n = writer.Finish();
+  if (n != 0) transport_.write(writer.data(), n);
 }
 
 void Dispatcher::SendInfo(uint16_t seq) {

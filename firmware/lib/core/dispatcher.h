@@ -1,13 +1,15 @@
 // The device side of the protocol: bytes in, replies out. Decodes frames as bytes arrive,
 // answers HELLO with INFO, runs INFER through the engine (timed with the clock) and keeps
-// the last kWindow results so a retransmitted request is replayed, never run twice.
+// the last kWindow results so a retransmitted request is replayed, never run twice. PROFILE
+// runs one inference with each op timed and is never cached (a measurement, not a result).
 //
 // Board wiring (all storage static, sizes from the generated settings):
 //   static uint8_t rx[core::RxBufferBytes(model::kInputBytes)];
-//   static uint8_t tx[core::TxBufferBytes(model::kOutputBytes)];
+//   static uint8_t tx[core::TxBufferBytes(model::kOutputBytes, model::kOperatorCount)];
 //   static uint8_t cache[core::CacheBufferBytes(model::kOutputBytes)];
+//   static core::OpTicks ops[model::kOperatorCount];
 //   static core::Dispatcher dispatcher(info, engine, clock, transport,
-//                                      core::Buffers{rx, sizeof rx, tx, sizeof tx, cache, sizeof cache});
+//       core::Buffers{rx, sizeof rx, tx, sizeof tx, cache, sizeof cache, ops, model::kOperatorCount});
 //   loop() { dispatcher.Poll(); }
 #pragma once
 
@@ -28,6 +30,10 @@ struct Buffers {
   size_t tx_size;
   uint8_t* cache;
   size_t cache_size;
+  // Per-op records of a PROFILE (model::kOperatorCount of them); none: PROFILE is answered
+  // with ERROR UNKNOWN_TYPE. The transmit buffer must then be TxBufferBytes(output, operators).
+  OpTicks* ops;
+  size_t ops_capacity;
 };
 
 class Dispatcher {
@@ -60,6 +66,10 @@ class Dispatcher {
 
   void HandleFrame(const uint8_t* raw, size_t len);
   void HandleInfer(uint16_t seq, const uint8_t* payload, size_t len);
+  void HandleProfile(uint16_t seq, const uint8_t* payload, size_t len);
+  // Checks an INFER or PROFILE payload and copies it into the input tensor; false after
+  // sending the ERROR that says why not.
+  bool LoadInput(uint16_t seq, const uint8_t* payload, size_t len);
   void SendInfo(uint16_t seq);
   void SendResult(uint16_t seq, size_t slot, uint8_t extra_flags);
   void SendCode(uint8_t type, uint16_t seq, uint8_t code, const char* message);

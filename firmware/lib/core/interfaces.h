@@ -7,6 +7,14 @@
 
 namespace core {
 
+class Clock;
+
+// One op of a profiled Invoke(): its name (static storage, TFLM's) and the ticks it took.
+struct OpTicks {
+  const char* name;
+  uint32_t ticks;
+};
+
 class Engine {
  public:
   // Input tensor data and its size in bytes (nullptr / 0 when the engine is not ready).
@@ -18,6 +26,18 @@ class Engine {
   virtual size_t output_bytes() const = 0;
   // Arena bytes the interpreter actually allocated (reported in INFO).
   virtual size_t arena_used() const = 0;
+  // Whether invoke_profiled() times the ops (the TFLM adapter does).
+  virtual bool can_profile() const { return false; }
+  // Runs the model like invoke(), timing each op with Ticks(clock) into ops[0..capacity).
+  // *count is the number of ops that ran, which may exceed capacity (the rest are not
+  // recorded). False if the interpreter reports an error or the engine cannot profile.
+  virtual bool invoke_profiled(Clock& clock, OpTicks* ops, size_t capacity, size_t* count) {
+    (void)clock;
+    (void)ops;
+    (void)capacity;
+    *count = 0;
+    return false;
+  }
 
  protected:
   ~Engine() = default;  // never deleted through this interface (no heap)
@@ -34,6 +54,10 @@ class Clock {
  protected:
   ~Clock() = default;
 };
+
+// What profiles count: cycles where the board has a cycle counter (DWT on the Nano,
+// instructions on the emulator), else microseconds.
+inline uint32_t Ticks(Clock& clock) { return clock.has_cycles() ? clock.cycles() : clock.micros(); }
 
 class Transport {
  public:

@@ -23,7 +23,9 @@ constexpr uint8_t kProtocolVersion = 1;
   X(kInfer, INFER, 0x3)       \
   X(kResult, RESULT, 0x4)     \
   X(kNack, NACK, 0x5)         \
-  X(kError, ERROR, 0x6)
+  X(kError, ERROR, 0x6)       \
+  X(kProfile, PROFILE, 0x7)   \
+  X(kProfileResult, PROFILE_RESULT, 0x8)
 
 // NACK codes (1..4) and ERROR codes (16..21), docs/protocol.md section 5.
 #define CORE_CODES(X)                  \
@@ -50,10 +52,11 @@ constexpr uint8_t kProtocolVersion = 1;
 // Tensor dtype codes (INFO bytes 28 and 38, generated kInputDtype / kOutputDtype).
 #define CORE_DTYPES(X) X(kDtypeInt8, INT8, 1)
 
-// RESULT byte 0.
+// RESULT and PROFILE_RESULT byte 0.
 #define CORE_RESULT_FLAGS(X)              \
   X(kFlagCyclesValid, CYCLES_VALID, 0x01) \
-  X(kFlagReplayed, REPLAYED, 0x02)
+  X(kFlagReplayed, REPLAYED, 0x02)        \
+  X(kFlagTruncated, TRUNCATED, 0x04)
 
 // INFO payload (docs/protocol.md section 3), in wire order: X(enumerator, field, offset, size).
 // Each field starts where the one before it ends (checked below); the two length-prefixed
@@ -135,14 +138,29 @@ constexpr uint32_t kInfoPayloadMax = kInfoFixedBytes + kBoardNameMax + kStartupM
 constexpr uint32_t kResultHeaderBytes = 9;  // flags, micros, cycles
 constexpr uint32_t kErrorPayloadMax = 1 + kErrorMessageMax;
 
+// PROFILE_RESULT (docs/protocol.md section 4): flags, op count, the whole Invoke()'s ticks,
+// then per op its ticks, its name's length and the name (TFLM's, cut to kProfileNameMax).
+constexpr uint32_t kProfileHeaderBytes = 6;       // flags, count, total ticks
+constexpr uint32_t kProfileEntryHeaderBytes = 5;  // ticks, name length
+constexpr uint32_t kProfileNameMax = 32;
+constexpr uint32_t kProfileOpsMax = 255;  // the count is one byte
+
+// The PROFILE_RESULT payload of a model with `operators` ops at most.
+constexpr uint32_t ProfilePayloadMax(uint32_t operators) {
+  return kProfileHeaderBytes +
+         (operators < kProfileOpsMax ? operators : kProfileOpsMax) * (kProfileEntryHeaderBytes + kProfileNameMax);
+}
+
 constexpr uint32_t MaxOf(uint32_t a, uint32_t b) { return a > b ? a : b; }
 
 // `max_payload` reported in INFO: the largest request payload the device accepts.
 constexpr uint32_t MaxPayload(uint32_t input_bytes) { return MaxOf(input_bytes, kInfoPayloadMax); }
 
-// The largest reply payload: INFO, ERROR or RESULT with `output_bytes` of output.
-constexpr uint32_t MaxReplyPayload(uint32_t output_bytes) {
-  return MaxOf(MaxOf(kInfoPayloadMax, kErrorPayloadMax), kResultHeaderBytes + output_bytes);
+// The largest reply payload: INFO, ERROR, RESULT with `output_bytes` of output, or the
+// PROFILE_RESULT of `operators` ops (0: the board does not profile).
+constexpr uint32_t MaxReplyPayload(uint32_t output_bytes, uint32_t operators = 0) {
+  return MaxOf(MaxOf(MaxOf(kInfoPayloadMax, kErrorPayloadMax), kResultHeaderBytes + output_bytes),
+               operators == 0 ? 0 : ProfilePayloadMax(operators));
 }
 
 constexpr uint32_t RawFrameCapacity(uint32_t max_payload) { return max_payload + kFrameOverhead; }
@@ -163,9 +181,9 @@ constexpr uint32_t RxBufferBytes(uint32_t input_bytes) { return RawFrameCapacity
 // Transmit buffer: a reply is built raw at an offset inside it and COBS-encoded in place
 // (see frame.h), so one buffer holds both forms. The second overhead term is slack for
 // the offset, which is derived from the buffer size itself.
-constexpr uint32_t TxBufferBytes(uint32_t output_bytes) {
-  return RawFrameCapacity(MaxReplyPayload(output_bytes)) +
-         2 * CobsMaxOverhead(RawFrameCapacity(MaxReplyPayload(output_bytes))) + 1;
+constexpr uint32_t TxBufferBytes(uint32_t output_bytes, uint32_t operators = 0) {
+  return RawFrameCapacity(MaxReplyPayload(output_bytes, operators)) +
+         2 * CobsMaxOverhead(RawFrameCapacity(MaxReplyPayload(output_bytes, operators))) + 1;
 }
 
 // Raw bytes a transmit buffer of `tx_size` can hold: the raw frame starts after the COBS
