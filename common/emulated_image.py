@@ -3,7 +3,7 @@
 It links the objects ``common.cross_build`` compiled with the Nano's flags: the TFLM library
 (CMSIS-NN kernels on their DSP paths, ``-mfloat-abi=softfp -mfpu=fpv4-sp-d16``), the TFLM
 adapter, the portable core and the generated model. Only the board layer differs:
-``firmware/boards/mps2_an386/`` (UART, SysTick, start-up code, linker script) replaces
+``firmware/boards/mps2_an386/`` (semihosting link, SysTick, start-up code, linker script) replaces
 ``firmware/src/main.cpp``, and the library's Arduino-only files (its ``system_setup.cpp``,
 which sends TFLM's log to ``Serial``, and the ``peripherals/`` and ``test_over_serial/``
 helpers) stay out; the board layer defines ``DebugLog`` instead.
