@@ -29,6 +29,11 @@ class IoReport(TypedDict):
 class LatencyEstimate(TypedDict):
     kind: str  # "estimate"
     clock_hz: int
+    instructions: int  # convert.cost's fitted estimate, summed over the ops
+    lower_bound_us: float  # instructions at one cycle each at clock_hz
+    fallback_ops: list[str]  # op types the fit had no data for (their estimate is a fallback)
+    # Older names of lower_bound_us (host_tools.evaluate reads reference_us as the longest
+    # Invoke() to allow for before the device has reported one).
     cmsis_nn_us: float
     reference_us: float
     basis: str
@@ -67,6 +72,8 @@ class ConvertReport(TypedDict):
     classifier: bool
     warnings: list[str]
     quantize_time_s: float | None
+    # With --measure: per layer the estimate next to the emulated Cortex-M4's instructions.
+    measured: NotRequired[dict[str, Any]]
     wall_time_s: NotRequired[float]  # added last, once everything else is done
 
 

@@ -60,6 +60,12 @@ class OpInfo:
     op: str  # builtin op name, e.g. "FULLY_CONNECTED"
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    # The builtin options' integer fields (strideW, padding, filterWidth, depthMultiplier, ...):
+    # which kernel path TFLM takes, and so what the op costs, depends on them.
+    options: tuple[tuple[str, int], ...] = ()
+
+    def option(self, name: str, default: int = 0) -> int:
+        return next((value for key, value in self.options if key == name), default)
 
     @property
     def layer(self) -> str:
@@ -197,8 +203,17 @@ def _read_ops(model: Any, schema: Any) -> tuple[OpInfo, ...]:
         # -1 marks an omitted optional operand; it is left out, not looked up.
         ins = tuple(tensors[j] for j in in_idx if j >= 0)
         outs = tuple(tensors[j] for j in out_idx if j >= 0)
-        ops.append(OpInfo(index=i, op=name, inputs=ins, outputs=outs))
+        ops.append(OpInfo(index=i, op=name, inputs=ins, outputs=outs, options=_int_options(op)))
     return tuple(ops)
+
+
+def _int_options(op: Any) -> tuple[tuple[str, int], ...]:
+    """The integer (and bool) fields of an operator's builtin options, sorted by name."""
+    options = getattr(op, "builtinOptions", None)
+    if options is None:
+        return ()
+    return tuple(sorted((key, int(value)) for key, value in vars(options).items()
+                        if isinstance(value, int)))
 
 
 def check_int8(model: TfliteModel, source: str) -> None:

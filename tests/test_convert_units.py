@@ -113,12 +113,16 @@ def test_macs_and_params_follow_the_layer_formulas() -> None:
     assert cost.op_macs(reshape) == 0 and cost.op_params(reshape) == 0
 
 
-def test_latency_estimate_is_labelled_and_reference_is_slower() -> None:
+def test_latency_estimate_is_labelled_a_lower_bound_in_instructions() -> None:
     fc = OpInfo(0, "FULLY_CONNECTED", (_t((1, 784)), _t((20, 784), True)), (_t((1, 20)),))
     model = tflite_model.TfliteModel(data=b"", io=None, ops=(fc,))  # type: ignore[arg-type]
-    est = cost.latency_estimate(cost.layer_costs(model), NANO33BLE)
-    assert est["kind"] == "estimate"
-    assert est["reference_us"] > est["cmsis_nn_us"] > 784 * 20 * 4 / 64  # > 4 cycles/MAC at 64 MHz
+    rows = cost.layer_costs(model)
+    est = cost.latency_estimate(rows, NANO33BLE)
+    assert est["kind"] == "estimate" and "lower bound" in est["basis"] and est["fallback_ops"] == []
+    # The fit's FULLY_CONNECTED costs more than one instruction per MAC (the emulated Cortex-M4
+    # measured 30,760 for this layer, issue 11).
+    assert est["instructions"] == rows[0].est_instructions > 784 * 20
+    assert est["lower_bound_us"] == pytest.approx(est["instructions"] / 64, abs=0.1)
 
 
 # ---------------------------------------------------------------- file checks, op table
