@@ -1,7 +1,11 @@
-"""Tensor arena size: measured in a child process, plus a margin, checked in a child process.
+"""Tensor arena size: measured, plus a margin, checked in a child process.
 
 The TFLM Python runtime segfaults (kills the process, no exception) when the arena is slightly
-too small, so every run with an untrusted arena size happens in ``convert.arena_probe``.
+too small, and so does the board's library on an int8 LSTM, so every run with an untrusted
+arena size happens in ``convert.arena_probe``. The board's library also under-reports what an
+LSTM needs (``arena_used_bytes()`` leaves out the temporary tensors its Prepare allocates:
+2,912 B reported for a 16-step, 8-unit LSTM that needed over 4,096 B), so when the chosen size
+fails, ``smallest_arena`` searches for the smallest one that runs.
 """
 
 from __future__ import annotations
@@ -78,13 +82,15 @@ def _kernel_error(stderr: str, fallback: str) -> str:
     return f"{fallback}: {shown(detail, 160)}" if detail else fallback
 
 
-def _run_probe(model: bytes, arena_size: int) -> ProbeResult:
+def _run_probe(model: bytes, arena_size: int, board: bool = False) -> ProbeResult:
     env = python_env()
+    engine = ["--board"] if board else []
     with tempfile.TemporaryDirectory(prefix="arena_probe_") as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(model)
         try:
-            proc = subprocess.run([sys.executable, "-m", "convert.arena_probe", str(path), str(arena_size)],
+            proc = subprocess.run([sys.executable, "-m", "convert.arena_probe", *engine, str(path),
+                                   str(arena_size)],
                                   capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S,
                                   check=False, errors="replace")
         except subprocess.TimeoutExpired:
@@ -120,7 +126,29 @@ def measure_arena(model: bytes) -> int:
     return result.total
 
 
-def verify_arena(model: bytes, arena_size: int) -> None:
-    result = _run_probe(model, arena_size)
+def verify_arena(model: bytes, arena_size: int, board: bool = False) -> None:
+    result = _run_probe(model, arena_size, board)
     if result.total is None:
         raise ModelError(f"TFLM fails with the chosen arena of {arena_size} bytes: {result.error}")
+
+
+def smallest_arena(model: bytes, failing: int, board: bool = False) -> int:
+    """The smallest arena (to ARENA_ALIGN) the model runs in, given a size it fails with: doubled
+    until it runs, then halved down to one alignment step, one child process per size."""
+    working = failing
+    while True:
+        working = min(2 * working, PROBE_ARENA_BYTES)
+        if _run_probe(model, working, board).total is not None:
+            break
+        if working == PROBE_ARENA_BYTES:
+            raise ModelError(f"TFLM cannot run the model with a {PROBE_ARENA_BYTES // 1024} KB arena")
+        failing = working
+    while working - failing > ARENA_ALIGN:
+        middle = (failing + working) // 2 // ARENA_ALIGN * ARENA_ALIGN
+        if middle <= failing:
+            break
+        if _run_probe(model, middle, board).total is not None:
+            working = middle
+        else:
+            failing = middle
+    return working

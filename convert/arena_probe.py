@@ -1,8 +1,11 @@
-"""Child-process entry: run a model once in the TFLM Python runtime and report its arena use.
+"""Child-process entry: run a model once in a TFLM and report its arena use.
 
-Run as ``python -m convert.arena_probe MODEL.tflite ARENA_BYTES``. It is a separate process
-because the runtime can crash the whole interpreter (SIGSEGV) when the arena is too small;
-the parent (convert.arena) turns a crash into an error message. Prints one JSON line:
+Run as ``python -m convert.arena_probe [--board] MODEL.tflite ARENA_BYTES``: the TFLM Python
+runtime, or with ``--board`` the board's library built for the host (``common.board_tflm``).
+It is a separate process because both can crash the whole interpreter (SIGSEGV) when the
+arena is too small: the runtime's allocator, and the board library's LSTM kernel, which uses
+the temporary tensors its Prepare asks for without checking that they were allocated. The
+parent (convert.arena) turns a crash into an error message. Prints one JSON line:
 ``{"total": bytes}`` on success, ``{"error": text}`` otherwise (exit code 3).
 """
 
@@ -54,12 +57,25 @@ def probe(model: bytes, arena_size: int) -> int:
     return int(match.group(1))
 
 
+def probe_board(model: bytes, arena_size: int) -> int:
+    """Bytes the board's library reports used after one invoke (x86-64 layout)."""
+    from common import board_tflm
+
+    runner = board_tflm.BoardTflm.open(model, arena_size)
+    rng = np.random.default_rng(PROBE_SEED)
+    runner.run(rng.integers(-128, 128, size=(1, runner.input_bytes), dtype=np.int8))
+    return runner.arena_used
+
+
 def main(argv: list[str]) -> int:
+    board = argv[:1] == ["--board"]
+    argv = argv[1:] if board else argv
     if len(argv) != 2:
-        print(json.dumps({"error": "usage: python -m convert.arena_probe MODEL.tflite ARENA_BYTES"}))
+        usage = "usage: python -m convert.arena_probe [--board] MODEL.tflite ARENA_BYTES"
+        print(json.dumps({"error": usage}))
         return 2
     try:
-        total = probe(Path(argv[0]).read_bytes(), int(argv[1]))
+        total = (probe_board if board else probe)(Path(argv[0]).read_bytes(), int(argv[1]))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(json.dumps({"error": first}))

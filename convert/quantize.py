@@ -15,6 +15,7 @@ import numpy as np
 
 from common.errors import DataError, ModelError, first_line
 from common.quiet import captured_stdout_fd, quiet_tensorflow, silenced_stderr
+from convert import keras_rnn
 
 
 def load_keras(path: Path) -> Any:  # a keras.Model (Keras ships no type information)
@@ -56,12 +57,14 @@ def calibration_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def quantize_int8(model: Any, calibration: np.ndarray, per_channel_dense: bool = False) -> bytes:
-    """Full-integer PTQ: int8 weights, activations, input and output; builtin int8 ops only."""
+    """Full-integer PTQ: int8 weights, activations, input and output; builtin int8 ops only.
+    Keras LSTM layers become UNIDIRECTIONAL_SEQUENCE_LSTM (int16 cell state), see ``keras_rnn``."""
     quiet_tensorflow()
     import keras
     import tensorflow as tf
 
     shape = input_shape(model)
+    keras_rnn.check_recurrent_layers(model)
     if tuple(calibration.shape[1:]) != shape:
         raise DataError(f"calibration images have shape {tuple(calibration.shape[1:])}, "
                         f"the model takes {shape}")
@@ -73,7 +76,7 @@ def quantize_int8(model: Any, calibration: np.ndarray, per_channel_dense: bool =
             yield [calibration[i : i + 1]]
 
     # The converter prints "Saved artifact at ..." on stdout and MLIR noise on stderr.
-    with silenced_stderr(), captured_stdout_fd():
+    with silenced_stderr(), captured_stdout_fd(), keras_rnn.conversion_hooks():
         converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -85,6 +88,8 @@ def quantize_int8(model: Any, calibration: np.ndarray, per_channel_dense: bool =
         converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
         try:
             return bytes(converter.convert())
+        except ModelError:  # a recurrent layer refused by keras_rnn while the model was traced
+            raise
         except Exception as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
             first = (lines or str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -48,6 +48,7 @@ class TensorInfo:
     is_constant: bool
     zero_points: tuple[int, ...] = ()  # empty when the tensor is not quantized
     scale_count: int = 0  # quantization scales: 1 per tensor, >1 per channel, 0 not quantized
+    scale: float = 0.0  # the first quantization scale, 0 when not quantized
 
     @property
     def size(self) -> int:
@@ -182,7 +183,7 @@ def _read_ops(model: Any, schema: Any) -> tuple[OpInfo, ...]:
         tensors.append(TensorInfo(index=i, name=name, shape=shape,
                                   dtype=type_names.get(t.type, f"type{t.type}"),
                                   is_constant=has_data(t.buffer), zero_points=zero_points,
-                                  scale_count=len(scales)))
+                                  scale_count=len(scales), scale=float(scales[0]) if len(scales) else 0.0))
     codes = model.operatorCodes or []
     ops = []
     for i, op in enumerate(graph.operators or []):

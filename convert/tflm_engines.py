@@ -20,7 +20,8 @@ from common.errors import ModelError
 from convert import arena as arena_mod
 from convert import verify
 
-__all__ = ["ArenaMeasure", "TflmRun", "board_available", "measure_arena", "run_tflm"]
+__all__ = ["ArenaMeasure", "TflmRun", "arena_runs", "board_available", "measure_arena", "run_tflm",
+           "smallest_arena", "verify_arena"]
 
 # The Python runtime lays tensors out for x86-64 too, but its newer TFLM keeps more bookkeeping
 # than the board's library; twice the chosen arena (at least 16 KB) leaves room for that, and a
@@ -71,11 +72,24 @@ def measure_arena(data: bytes) -> ArenaMeasure:
     return ArenaMeasure(arena_mod.measure_arena(data), f"{python_engine_name()}, x86-64")
 
 
+def arena_runs(data: bytes, arena_bytes: int) -> bool:
+    """Whether the model runs in this arena, tried in a child process (a too-small arena can crash
+    the board's library as well as the Python runtime)."""
+    try:
+        verify_arena(data, arena_bytes)
+    except ModelError:
+        return False
+    return True
+
+
+def smallest_arena(data: bytes, failing: int) -> ArenaMeasure:
+    engine = f"{board_tflm.engine_name()}, x86-64" if board_available() else f"{python_engine_name()}, x86-64"
+    size = arena_mod.smallest_arena(data, failing, board=board_available())
+    return ArenaMeasure(size, f"smallest arena that ran on the {engine}, to {arena_mod.ARENA_ALIGN} B")
+
+
 def verify_arena(data: bytes, arena_bytes: int) -> None:
-    if board_available():
-        board_tflm.BoardTflm.open(data, arena_bytes)  # raises ModelError if AllocateTensors fails
-    else:
-        arena_mod.verify_arena(data, arena_bytes)
+    arena_mod.verify_arena(data, arena_bytes, board=board_available())
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,69 @@ def test_regression_autoencoder_from_tflite_without_labels(tmp_path: Path) -> No
     assert report["io"]["output"]["shape"] == [1, 32]
     _assert_device_identical(md, classifier=False)
     assert "Training curves" not in md
+
+
+def _lstm_cell_scale_power(tflite: bytes) -> int:
+    """log2 of the int16 cell state's scale, read by LiteRT's own interpreter (not convert's reader)."""
+    import math
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    cells = [d["quantization"][0] for d in Interpreter(model_content=tflite).get_tensor_details()
+             if d["dtype"] == np.int16]
+    assert len(cells) == 1, cells  # one LSTM: one int16 tensor, its cell state
+    return round(math.log2(cells[0]))
+
+
+def test_own_keras_lstm_becomes_an_int8_sequence_lstm_with_int16_state(tmp_path: Path) -> None:
+    keras = _keras()
+    inputs = keras.Input((16, 3))
+    h = keras.layers.LSTM(8)(inputs)  # unroll=False, as Keras builds it by default
+    outputs = keras.layers.Dense(3, activation="softmax")(h)
+    keras.Model(inputs, outputs).save(tmp_path / "lstm.keras")
+    rng = np.random.default_rng(5)
+    y = _classes(90, 3)
+    t = np.arange(16)[None, :, None]
+    x = np.sin(2 * np.pi * (y[:, None, None] + 1) * t / 16) + rng.normal(0, 0.2, (90, 16, 3))
+    np.savez(tmp_path / "motion.npz", x=x.astype(np.float32), y=y)
+    run = tmp_path / "run"
+    run_tool("train", "--run", str(run), "--dataset", str(tmp_path / "motion.npz"),
+             "--model", str(tmp_path / "lstm.keras"), "--epochs", "30")
+    out, md, report = _later_stages(run)
+    # TFLite's fused LSTM (not a WHILE loop), int8 at both ends, int16 cell state inside.
+    assert report["op_counts"]["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 1 and "WHILE" not in report["ops"]
+    assert report["io"]["input"]["dtype"] == report["io"]["output"]["dtype"] == "int8"
+    tflite = (run / "model_int8.tflite").read_bytes()
+    power = _lstm_cell_scale_power(tflite)
+    # The fused int8 op computes the Keras layer: LiteRT's outputs against Keras's own float kernels
+    # (measured 1.5-4 LSB at most, 0.4-0.5 on average; a wrong gate order or state is tens of LSB).
+    desk = np.load(run / "desktop_outputs.npz")
+    spec = report["io"]["output"]
+    litert = (desk["litert_int8"].astype(np.float32) - spec["zero_point"]) * spec["scale"]
+    err = np.abs(litert - desk["float_probs"]) / spec["scale"]
+    print(f"float vs LiteRT: max {err.max():.2f} LSB, mean {err.mean():.2f} LSB")
+    assert err.max() <= 6 and err.mean() <= 1.5
+    # The device is the board's library on the host, sample for sample.
+    _assert_device_identical(md, classifier=True)
+    # Named when the board's library shifts the cell state in place (scales below 2^-12).
+    assert ("shifts the cell state" in out) == (power < -12)
+    cross = report["tflm_crosscheck"]
+    print(f"cell state 2^{power}; board vs tflite-micro: {cross['identical']}/{cross['samples']} identical, "
+          f"max {cross['max_abs_diff_lsb']} LSB; accuracy {report['accuracy']}")
+
+
+def test_recurrent_layer_the_converter_would_crash_on_is_refused_in_one_line(tmp_path: Path) -> None:
+    keras = _keras()
+    inputs = keras.Input((16, 3))
+    h = keras.layers.GRU(8)(inputs)  # no fused TFLite op: a WHILE loop, whose int8 calibration segfaults
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h)).save(tmp_path / "gru.keras")
+    x = np.random.default_rng(6).normal(size=(60, 16, 3)).astype(np.float32)
+    np.savez(tmp_path / "motion.npz", x=x, y=_classes(60, 3))
+    run = tmp_path / "run"
+    run_tool("train", "--run", str(run), "--dataset", str(tmp_path / "motion.npz"),
+             "--model", str(tmp_path / "gru.keras"), "--epochs", "0")
+    proc = run_tool("convert", "--run", str(run), check=False)
+    assert proc.returncode == 4, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'gru' (GRU)" in lines[0] and "WHILE" in lines[0], proc.stderr
+    assert not (run / "model_int8.tflite").exists()
