@@ -189,7 +189,8 @@ def _means_1d(keras: Any, x: Any) -> Any:
 
 
 def _reshapes(keras: Any, x: Any) -> Any:
-    # Flatten of several sizes: each RESHAPE copies its input.
+    # A RESHAPE (Flatten) that copies 1,152 values; the converter folds the Reshape / Flatten
+    # pairs between the Dense layers away.
     for units in (200, 90, 31):
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(units, activation="relu")(x)
@@ -204,9 +205,9 @@ def _logistic(keras: Any, x: Any) -> Any:
 
 
 PROBES: tuple[Probe, ...] = (
-    Probe("conv3x3_c1", "3x3 conv, one input channel, 4/12/6 filters",
+    Probe("conv3x3_c1", "3x3 conv, one input channel, 4 filters, VALID",
           _chain((22, 22, 1), _conv_stack([(4, 3, 1, "valid")]))),
-    Probe("conv3x3_c1_same", "3x3 conv, one input channel, SAME",
+    Probe("conv3x3_c1_same", "3x3 conv, one input channel, 12 filters, SAME",
           _chain((18, 18, 1), _conv_stack([(12, 3, 1, "same")]))),
     Probe("conv3x3_small_c", "3x3 convs, 2-6 input channels",
           _chain((16, 16, 2), _conv_stack([(6, 3, 1, "same"), (10, 3, 1, "valid"), (5, 3, 2, "same")]))),
@@ -224,11 +225,12 @@ PROBES: tuple[Probe, ...] = (
                                            (12, 1, 1, "valid")]))),
     Probe("conv1x1_small_map", "1x1 convs on a 5x5 map",
           _chain((5, 5, 40), _conv_stack([(48, 1, 1, "valid"), (16, 1, 1, "valid")]))),
-    Probe("conv1d_1xn", "Conv1D with lengths divisible by 4 (the 1xN path)",
+    Probe("conv1d_1xn", "Conv1D, output lengths divisible by 4 (CMSIS-NN's 1xN wrapper: arm_convolve_s8 "
+                        "on a Cortex-M4)",
           _chain((64, 3), _conv1d_stack([(8, 5, "same"), (16, 3, "same"), (12, 7, "same")]))),
-    Probe("conv1d_1xn_more", "more Conv1D on the 1xN path",
+    Probe("conv1d_1xn_more", "more Conv1D with output lengths divisible by 4",
           _chain((96, 4), _conv1d_stack([(6, 3, "same"), (20, 5, "same"), (3, 9, "same")]))),
-    Probe("conv1d_general", "Conv1D whose output length is not divisible by 4 (general path)",
+    Probe("conv1d_general", "Conv1D whose output length is not divisible by 4",
           _chain((50, 2), _conv1d_stack([(6, 9, "same"), (10, 4, "valid")]))),
     Probe("conv1d_long", "Conv1D on long single-channel input",
           _chain((200, 1), _conv1d_stack([(4, 9, "same"), (8, 3, "same")]))),
@@ -275,8 +277,9 @@ PROBES: tuple[Probe, ...] = (
           _chain((100, 6), _normalised_sequences)),
     Probe("mean", "global average pooling (MEAN) of 2-D maps", _chain((12, 12, 3), _means)),
     Probe("mean_1d", "global average pooling (MEAN) of a sequence", _chain((70, 2), _means_1d)),
-    Probe("reshape", "flatten of 31 to 1,152 values", _chain((24, 24, 2), _reshapes)),
-    Probe("logistic", "sigmoid of 9 to 150 values", _chain((64,), _logistic)),
+    Probe("reshape", "flatten of a 24x24x2 map (1,152 values), fully connected 1152->200->90->31",
+          _chain((24, 24, 2), _reshapes)),
+    Probe("logistic", "sigmoid of 1 to 400 values", _chain((64,), _logistic)),
 )
 
 

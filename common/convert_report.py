@@ -60,9 +60,12 @@ class ConvertReport(TypedDict):
     verified_samples: int
     tflm_engine: str
     tflm_crosscheck: dict[str, Any]
-    agreement_tflm_vs_litert: dict[str, float | int]
+    agreement_tflm_vs_litert: dict[str, float | int] | None  # None: LiteRT cannot run the model
     litert_kernels: str
-    agreement_tflm_vs_litert_builtin: dict[str, float | int]
+    agreement_tflm_vs_litert_builtin: dict[str, float | int] | None
+    # Why the LiteRT column is left out (LiteRT refused a model the board's TFLM runs); None or
+    # absent when LiteRT ran it.
+    litert_unavailable: NotRequired[str | None]
     io: IoReport
     labels: list[str]
     budget: dict[str, Any]

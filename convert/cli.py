@@ -10,7 +10,7 @@ from common import provenance, runfolder, runlock
 from common.errors import ModelError, UsageError
 from common.limits import check_keras_file
 from common.quiet import quiet_tensorflow
-from convert import arena
+from convert import arena, measure
 from convert.boards import BOARDS, board_by_name
 from convert.pipeline import ConvertOptions, ConvertResult, convert
 
@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{arena.MIN_MARGIN_BYTES} bytes (default: %(default)s)")
     parser.add_argument("--board", choices=sorted(BOARDS), default="nano33ble",
                         help="target board, for the memory budget (default: %(default)s)")
+    parser.add_argument("--measure", action="store_true",
+                        help="also run the generated model once on the emulated Cortex-M4 (QEMU) and print "
+                             "its instructions per layer next to the estimate (needs qemu-system-arm, "
+                             "arm-none-eabi-g++ and the board's sources; exit 6 without them)")
     return parser
 
 
@@ -73,15 +77,22 @@ def summary(result: ConvertResult) -> list[str]:
         f"TFLM       {r['tflm_engine']}" + (
             f"; {r['tflm_crosscheck']['engine']} identical on {r['tflm_crosscheck']['identical']:,} of "
             f"{r['tflm_crosscheck']['samples']:,}" if r.get("tflm_crosscheck") else ""),
-        f"latency    estimate on {budget['board']}: {lat['cmsis_nn_us']:,} us CMSIS-NN, "
-        f"{lat['reference_us']:,} us reference kernels",
+        f"latency    estimate on {budget['board']}: {lat['instructions']:,} instructions, "
+        f"{lat['lower_bound_us']:,} us at {lat['clock_hz'] / 1e6:g} MHz with 1 cycle each (a lower bound; "
+        "flash wait states add to it)" + (f"; no fitted data for {', '.join(lat['fallback_ops'])} (fallback)"
+                                         if lat["fallback_ops"] else ""),
     ]
-    lines += ["", f"{'#':>3} {'op':<18} {'output':<16} {'params':>8} {'MACs':>10} {'est. us (CMSIS-NN)':>18}"]
+    lines += ["", f"{'#':>3} {'op':<18} {'output':<16} {'params':>8} {'MACs':>10} {'est. instr.':>12} "
+                  f"{'est. us':>9}"]
     clock = lat["clock_hz"]
     for row in r["layers"]:
         shape = "x".join(str(d) for d in row["output_shape"])
+        fallback = "" if row["estimate_basis"] == "fit" else "  (fallback: no fitted data)"
+        est = row["est_instructions"]
         lines.append(f"{row['index']:>3} {row['op']:<18} {shape:<16} {row['params']:>8,} {row['macs']:>10,} "
-                     f"{row['est_cycles_cmsis_nn'] / clock * 1e6:>18,.1f}")
+                     f"{est:>12,} {est / clock * 1e6:>9,.1f}{fallback}")
+    if "measured" in r:
+        lines += ["", *measure.table(r["measured"])]
     lines.append("")
     lines += [f"wrote      {', '.join(sorted(p.name for p in paths))} to {folder}"
               for folder, paths in _by_folder(result.written).items()]
@@ -112,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runfolder.require(args.run, runfolder.MODEL_KERAS, "python -m train")
     elif not args.from_tflite.is_file():
         raise ModelError(f"{args.from_tflite} not found")
+    if args.measure:  # before any work: exit 6 at once without the emulator's tools
+        measure.check_available()
     # One writer per run folder; unwritable folders and train's interrupted or mixed outputs
     # are refused here, before TensorFlow loads.
     with runlock.hold(args.run, "python -m convert", create=True):
@@ -129,5 +142,5 @@ def _convert(args: argparse.Namespace) -> ConvertResult:
     quiet_tensorflow()
     opts = ConvertOptions(run=args.run, firmware_dir=args.firmware_dir, board=board_by_name(args.board),
                           from_tflite=args.from_tflite, calibration_size=args.calibration_size,
-                          seed=args.seed, arena_margin_percent=args.arena_margin)
+                          seed=args.seed, arena_margin_percent=args.arena_margin, measure=args.measure)
     return convert(opts)

@@ -35,7 +35,8 @@ CONST = "const"
 #   the filter four values at a time (macs) with a slower loop for the K % 4 rest (ktail), and
 #   requantizes every output (out);
 # - arm_convolve_1x1_s8_fast (and a FULLY_CONNECTED with more than 2 output dimensions) is one
-#   matrix product over the pixels;
+#   matrix product over the pixels (arm_nn_mat_mult_nt_t_s8), 16 input channels at a time
+#   with a scalar loop for the in_c % 16 rest (mtail);
 # - arm_depthwise_conv_3x3_s8 works per output pixel on four channels at a time, the
 #   channels % 4 rest one by one (ctail); arm_depthwise_conv_s8_opt copies each window
 #   position (calls) first;
@@ -44,12 +45,12 @@ CONST = "const"
 # - TFLM's reference MEAN walks every input element with an index of the input's rank (in_rank).
 FEATURES: dict[str, tuple[str, ...]] = {
     "CONV_2D": (CONST, "macs", "im2col", "calls", "out", "ktail"),
-    "CONV_2D:1x1": (CONST, "macs", "out", "in", "pixels"),
+    "CONV_2D:1x1": (CONST, "macs", "mtail", "out", "pixels"),
     "DEPTHWISE_CONV_2D": (CONST, "macs", "out"),
     "DEPTHWISE_CONV_2D:3x3": (CONST, "pixels", "out", "ctail"),
     "DEPTHWISE_CONV_2D:opt": (CONST, "macs", "calls", "out"),
     "FULLY_CONNECTED": (CONST, "macs", "out", "in"),
-    "FULLY_CONNECTED:1x1": (CONST, "macs", "out", "in", "pixels"),
+    "FULLY_CONNECTED:1x1": (CONST, "macs", "mtail", "out", "pixels"),
     "MAX_POOL_2D": (CONST, "calls", "window", "ctail", "out"),
     "AVERAGE_POOL_2D": (CONST, "calls", "window", "ctail", "out"),
     "MEAN": (CONST, "in", "in_rank", "out"),
@@ -149,7 +150,8 @@ def op_features(op: OpInfo) -> dict[str, float]:
     rank; pixels: output positions (out / output channels); calls: pixels times the filter's
     or pooling window's height x width; im2col: calls times the input channels (conv); window:
     calls times the channels (pooling); ktail: out times (filter height x width x input
-    channels) % 4 (conv); ctail: pixels (depthwise 3x3) or calls (pooling) times channels % 4."""
+    channels) % 4 (conv); mtail: out times input channels % 16 (conv, fully connected); ctail:
+    pixels (depthwise 3x3) or calls (pooling) times channels % 4."""
     out_shape = op.outputs[0].shape if op.outputs else ()
     in_shape = op.inputs[0].shape if op.inputs else ()
     out = _prod(out_shape) if op.outputs else 0
@@ -158,8 +160,10 @@ def op_features(op: OpInfo) -> dict[str, float]:
     pixels = out // max(1, channels)
     features = {CONST: 1.0, "macs": float(op_macs(op)), "out": float(out), "in": float(inp),
                 "in_rank": float(inp * len(in_shape)), "pixels": float(pixels), "calls": 0.0,
-                "im2col": 0.0, "window": 0.0, "ktail": 0.0, "ctail": 0.0}
+                "im2col": 0.0, "window": 0.0, "ktail": 0.0, "mtail": 0.0, "ctail": 0.0}
     weights = op.inputs[1].shape if len(op.inputs) > 1 else ()
+    if op.op in ("CONV_2D", "FULLY_CONNECTED") and weights:
+        features["mtail"] = float(out * (int(weights[-1]) % 16))
     if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(weights) == 4 and len(in_shape) == 4:
         kh, kw = int(weights[1]), int(weights[2])
         features["calls"] = float(pixels * kh * kw)

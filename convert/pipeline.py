@@ -23,6 +23,7 @@ from common.quant import TensorSpec, model_hash
 from common.saved_split import SavedSplit, read_split
 from convert import arena as arena_mod
 from convert import board_compat, codegen, cost, quantize, tflite_model, tflm_engines, verify
+from convert import measure as emulated_measure
 from convert.boards import Board
 from convert.staged_write import write_all
 
@@ -40,6 +41,9 @@ class ConvertOptions:
     calibration_size: int = 500
     seed: int = 0
     arena_margin_percent: float = arena_mod.DEFAULT_MARGIN_PERCENT
+    # Profile the generated model on the emulated Cortex-M4 and put its per-layer instructions
+    # next to the estimate (convert.measure).
+    measure: bool = False
 
 
 @dataclass
@@ -266,6 +270,8 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         # The PTQ conversion alone; wall_time_s adds TensorFlow start-up, verification and TFLM runs.
         "quantize_time_s": round(quantize_s, 3) if quantize_s is not None else None,
     }
+    if opts.measure:
+        report["measured"] = emulated_measure.measure(generated, rows)
     files: dict[Path, bytes] = {opts.run / runfolder.MODEL_TFLITE: data}
     if checked.outputs:
         files[opts.run / runfolder.DESKTOP_OUTPUTS_NPZ] = _npz_bytes(checked.outputs)

@@ -8,6 +8,7 @@ bit-identical to TFLM on MNIST models. Both figures are reported. The outputs he
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,9 @@ def run_litert(model: bytes, inputs: np.ndarray, default_delegates: bool = True)
                 results.append(interp.get_tensor(out["index"]).reshape(-1).copy())
     except (RuntimeError, ValueError) as exc:
         # Damaged quantization parameters get this far: XNNPACK refuses them when it prepares.
-        raise ModelError(f"LiteRT cannot run the model: {_first_line(exc)}") from None
+        # LiteRT joins its reporter's messages without a space ("... Was 3.Tensor 5 has invalid ...").
+        reason = re.sub(r"\.(?=[A-Z])", ". ", _first_line(exc)).rstrip(".")
+        raise ModelError(f"LiteRT cannot run the model: {reason}") from None
     return np.stack(results).astype(np.int8)
 
 

@@ -279,11 +279,50 @@ def _accuracy_blocks(data: Loaded, cols: list[Column]) -> list[Block]:
     ]
 
 
+def _layer_estimate(layer: dict[str, Any]) -> float:
+    """convert's estimate for one layer in instructions (older reports: cycles with CMSIS-NN)."""
+    return float(layer.get("est_instructions", layer.get("est_cycles_cmsis_nn", 0)) or 0)
+
+
 def _layer_blocks(report: ConvertReport) -> list[Block]:
     layers = report.get("layers") or []
-    clock = float((report.get("latency_estimate") or {}).get("clock_hz") or 0)
+    estimate = report.get("latency_estimate") or {}
+    clock = float(estimate.get("clock_hz") or 0)
     if not layers or clock <= 0:
         return []
+    if "est_instructions" not in layers[0]:
+        return _old_layer_blocks(report, clock)
+    # convert --measure: the emulated Cortex-M4's instructions per layer.
+    measured = {int(m["index"]): int(m["measured_instructions"])
+                for m in (report.get("measured") or {}).get("layers", [])}
+    rows: list[Row] = []
+    for r in layers:
+        est, meas = _layer_estimate(r), measured.get(int(r.get("index", -1)))
+        basis = str(r.get("estimate_basis", ""))
+        rows.append([str(r.get("index", "")), str(r.get("op", "")), str(r.get("layer", ""))[:40],
+                     "x".join(str(d) for d in r.get("output_shape", [])), f"{int(r.get('params', 0)):,}",
+                     f"{int(r.get('macs', 0)):,}", f"{est:,.0f}" + (" (fallback)" if basis != "fit" else ""),
+                     f"{est / clock * 1e6:,.1f}",
+                     *([f"{meas:,}", f"{est / meas:.2f}" if meas else "-"] if measured else [])])
+    total = sum(_layer_estimate(r) for r in layers)
+    total_meas = sum(measured.values())
+    compared = [f"{total_meas:,}", f"{total / total_meas:.2f}" if total_meas else "-"] if measured else []
+    rows.append(["", "total", "", "", f"{sum(int(r.get('params', 0)) for r in layers):,}",
+                 f"{sum(int(r.get('macs', 0)) for r in layers):,}", f"{total:,.0f}",
+                 f"{total / clock * 1e6:,.1f}", *compared])
+    header = ["#", "op", "layer", "output", "params", "MACs", "est. instructions",
+              f"est. us at {clock / 1e6:g} MHz"]
+    note = (f"From convert: one row per operator; estimated instructions and their time at "
+            f"{clock / 1e6:g} MHz ({estimate.get('basis', '')}).")
+    if measured:
+        header += ["measured (emulated Cortex-M4)", "est/meas"]
+        note += " Measured: `python -m convert --measure`, one inference on the emulated Cortex-M4."
+    return [Heading("Layers"), Para(note), Table(header, rows)]
+
+
+def _old_layer_blocks(report: ConvertReport, clock: float) -> list[Block]:
+    """The table of a report written before the fitted cost model (cycles per MAC by hand)."""
+    layers = report.get("layers") or []
     rows: list[Row] = []
     for r in layers:
         rows.append([str(r.get("index", "")), str(r.get("op", "")), str(r.get("layer", ""))[:40],
@@ -363,11 +402,15 @@ def _latency_blocks(data: Loaded) -> list[Block]:
                      *(f"{cycles[k]:,.0f}" for k in ("mean", "p50", "p90", "p99"))])
     estimate = data.report.get("latency_estimate") or {}
     board = (data.report.get("budget") or {}).get("board", "board")
-    for value, name in ((estimate.get("cmsis_nn_us"), "CMSIS-NN kernels"),
-                        (estimate.get("reference_us"), "reference kernels")):
-        if value is not None:
-            rows.append([f"{board}: estimate, {name} ({estimate.get('clock_hz', 0) / 1e6:g} MHz)",
-                         f"{value:,.0f} us", "", "", ""])
+    mhz = estimate.get("clock_hz", 0) / 1e6
+    if estimate.get("lower_bound_us") is not None:
+        rows.append([f"{board}: estimate, {estimate.get('instructions', 0):,} instructions at 1 cycle each "
+                     f"({mhz:g} MHz; a lower bound)", f"{estimate['lower_bound_us']:,.0f} us", "", "", ""])
+    else:  # a report written before the fitted cost model
+        for value, name in ((estimate.get("cmsis_nn_us"), "CMSIS-NN kernels"),
+                            (estimate.get("reference_us"), "reference kernels")):
+            if value is not None:
+                rows.append([f"{board}: estimate, {name} ({mhz:g} MHz)", f"{value:,.0f} us", "", "", ""])
     if rows:
         blocks.append(Table(["what", "mean", "p50", "p90", "p99"], rows))
     times = [s.get("invoke_us") for s in (data.device or {}).get("samples", []) if isinstance(s, dict)]

@@ -221,3 +221,54 @@ def test_recurrent_layer_the_converter_would_crash_on_is_refused_in_one_line(tmp
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "'gru' (GRU)" in lines[0] and "WHILE" in lines[0], proc.stderr
     assert not (run / "model_int8.tflite").exists()
+
+
+def test_model_litert_refuses_but_tflm_runs_is_converted_without_the_litert_column(tmp_path: Path) -> None:
+    keras = _keras()
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    from common.quant import read_io_spec
+    from common.saved_split import write_split
+    from convert import verify
+    from convert.quantize import quantize_int8
+
+    inputs = keras.Input((12, 12, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h))
+    x = np.random.default_rng(7).normal(size=(60, 12, 12, 1)).astype(np.float32)
+    original = quantize_int8(keras.Model(inputs, outputs), x[:40])
+    # As in TFLM's person_detect: a per-channel bias (rank 1) whose quantized_dimension is that of
+    # the depthwise weights (3). TFLM's kernels take the channel axis from the weights and never read
+    # it; LiteRT checks it against the tensor's rank and refuses the whole model.
+    model = schema.ModelT.InitFromPackedBuf(bytearray(original), 0)
+    graph = model.subgraphs[0]
+    depthwise = next(op for op in graph.operators if model.operatorCodes[op.opcodeIndex].builtinCode
+                     == schema.BuiltinOperator.DEPTHWISE_CONV_2D)
+    bias = graph.tensors[depthwise.inputs[2]]
+    assert len(bias.shape) == 1 and len(bias.quantization.scale) == 4  # per channel
+    bias.quantization.quantizedDimension = 3
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    (tmp_path / "odd.tflite").write_bytes(bytes(builder.Output()))
+    with pytest.raises(ValueError, match="quantized_dimension must be in range"):
+        Interpreter(model_content=(tmp_path / "odd.tflite").read_bytes())
+    run = tmp_path / "run"
+    run.mkdir()
+    write_split(run / "test_set.npz", x[40:], y=_classes(20, 3))
+    out, md, report = _later_stages(run, "--from-tflite", str(tmp_path / "odd.tflite"))
+    warned = [ln for ln in out.splitlines() if "LiteRT" in ln and ln.startswith("warning:")]
+    assert len(warned) == 1 and "quantized_dimension must be in range" in warned[0], out
+    assert "quantized_dimension" in report["litert_unavailable"]
+    assert report["agreement_tflm_vs_litert"] is None and report["accuracy"]["litert_int8"] is None
+    assert "LiteRT int8 column: not available (LiteRT cannot run the model" in md
+    assert not any(ln.startswith("| LiteRT int8") or "-> LiteRT int8" in ln for ln in md.splitlines())
+    # What TFLM ran is the model: LiteRT's reference kernels on the unedited file agree with it.
+    desk = np.load(run / "desktop_outputs.npz")
+    assert "litert_int8" not in desk
+    reference = verify.run_litert(original, read_io_spec(original).input.quantize(x[40:]),
+                                  default_delegates=False)
+    assert np.abs(desk["tflm_int8"].astype(int) - reference).max() <= 1
+    _assert_device_identical(md, classifier=True)

@@ -200,3 +200,90 @@ def test_the_committed_model_names_its_library_and_every_probe_residual() -> Non
             features = {"const": 1.0, **{k: float(v) for k, v in op["features"].items()}}
             est = sum(c * features.get(n, 0.0) for n, c in fitted["coefficients"].items())
             assert op["estimated"] == pytest.approx(est, abs=1)
+
+
+# ---------------------------------------------------------------- convert --measure
+
+
+@pytest.mark.slow
+def test_convert_measure_prints_and_stores_the_emulators_count_per_layer(
+        run_copy: Path, qemu: str, cross_compiler: str, board_library: Path, board_core: Path) -> None:
+    import json
+
+    from conftest import run_tool
+
+    from common import provenance, runfolder
+    from host_tools.profiling import profile_emulated
+
+    proc = run_tool("convert", "--run", str(run_copy), "--measure", timeout=1800)
+    report = json.loads((run_copy / runfolder.CONVERT_REPORT_JSON).read_text())
+    measured = report["measured"]
+    assert measured["unit"] == "instructions" and measured["board"] == "emulated Cortex-M4 (QEMU)"
+    assert [m["op"] for m in measured["layers"]] == [layer["op"] for layer in report["layers"]]
+    # The oracle: the emulator itself, run again on the generated files convert wrote.
+    again = profile_emulated(run_copy / runfolder.GENERATED_DIR)
+    for stored, op in zip(measured["layers"], again.ops, strict=True):
+        assert abs(stored["measured_instructions"] - op.ticks) <= 40  # one SysTick tick
+        line = (f"{stored['index']:>3} {stored['op']:<18} {stored['est_instructions']:>11,} "
+                f"{stored['measured_instructions']:>11,}")
+        assert line in proc.stdout
+    assert measured["measured_instructions"] == sum(m["measured_instructions"] for m in measured["layers"])
+    provenance.check_convert(run_copy)  # the measurement is part of what convert recorded
+
+
+def test_convert_measure_without_qemu_is_one_line_and_exit_6(run_copy: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT, tool_env
+
+    from common import runfolder
+
+    report = run_copy / runfolder.CONVERT_REPORT_JSON
+    before = report.read_bytes()
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**tool_env(), "PATH": str(empty)}
+    proc = subprocess.run([sys.executable, "-m", "convert", "--run", str(run_copy), "--measure"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 6
+    assert proc.stderr == "error: --measure needs qemu-system-arm: install it (Debian: apt-get install " \
+                          "qemu-system-arm)\n"
+    assert report.read_bytes() == before
+
+
+def test_the_reports_layer_table_shows_estimate_fallback_and_measured(tmp_path: Path) -> None:
+    from convert.boards import NANO33BLE
+    from host_tools.compare import _layer_blocks
+    from host_tools.report_doc import to_markdown
+
+    fc = OpInfo(0, "FULLY_CONNECTED", (_t((1, 784)), _t((20, 784), True)), (_t((1, 20)),))
+    odd = OpInfo(1, "HARD_SWISH", (_t((1, 20)),), (_t((1, 20)),))
+    rows = cost.layer_costs(type("M", (), {"ops": (fc, odd)})())  # type: ignore[arg-type]
+    layers = cost.rows_as_dicts(rows)
+    report: Any = {"layers": layers, "latency_estimate": cost.latency_estimate(rows, NANO33BLE),
+                   "measured": {"layers": [{"index": 0, "measured_instructions": 30_760},
+                                           {"index": 1, "measured_instructions": 2_000}]}}
+    text = to_markdown(_layer_blocks(report), tmp_path)
+    est_fc, est_odd = rows[0].est_instructions, rows[1].est_instructions
+    assert f"| {est_fc:,} | {est_fc / 64:,.1f} | 30,760 | {est_fc / 30_760:.2f} |" in text
+    assert f"| {est_odd:,} (fallback) |" in text
+    assert f"| {est_fc + est_odd:,} | {(est_fc + est_odd) / 64:,.1f} | 32,760 |" in text
+    assert "lower bound" in text and "no fitted data for HARD_SWISH" in text
+
+
+@pytest.mark.slow
+def test_the_committed_fit_is_of_the_features_convert_computes_today() -> None:
+    """A change to op_features() or kernel_path() needs a re-fit: every probe, rebuilt and
+    quantized, has the kernel paths and features the coefficients were fitted on."""
+    from bench.cost_fit import PROBES, tflite_of
+    from convert.tflite_model import load
+
+    stored = {probe["name"]: probe["ops"] for probe in cost.fitted_model()["probes"]}
+    assert sorted(stored) == sorted(p.name for p in PROBES)
+    for probe in PROBES:
+        model = load(tflite_of(probe), probe.name)
+        today = [(op.op, cost.kernel_path(op), {k: int(v) for k, v in cost.op_features(op).items()
+                                                  if k != "const" and v})
+                 for op in model.ops]
+        assert today == [(op["op"], op["kernel"], op["features"]) for op in stored[probe.name]], probe.name
