@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common import provenance, runfolder, runlock
+from common.convert_report import ConvertReport
 from common.errors import ModelError, UsageError
 from common.limits import check_keras_file
 from common.quiet import quiet_tensorflow
@@ -57,9 +58,19 @@ def _by_folder(paths: list[Path]) -> dict[Path, list[Path]]:
     return folders
 
 
+def _agreement_line(r: ConvertReport) -> str:
+    agree, builtin = r["agreement_tflm_vs_litert"], r["agreement_tflm_vs_litert_builtin"]
+    if agree is None or builtin is None:
+        return "agreement  TFLM vs LiteRT: not available (LiteRT cannot run the model, see the warning)"
+    return (f"agreement  TFLM vs LiteRT on {r['verified_samples']} samples: "
+            + (f"top-1 {100 * agree['top1_agreement']:.2f}%, " if r.get("classifier", True) else "") +
+            f"identical {100 * agree['identical_share']:.2f}%, max diff {agree['max_abs_diff_lsb']} LSB "
+            f"(identical {100 * builtin['identical_share']:.2f}% with LiteRT's builtin kernels)")
+
+
 def summary(result: ConvertResult) -> list[str]:
     r = result.report
-    acc, agree, lat, budget = r["accuracy"], r["agreement_tflm_vs_litert"], r["latency_estimate"], r["budget"]
+    acc, lat, budget = r["accuracy"], r["latency_estimate"], r["budget"]
     lines = [
         f"model      {r['model_bytes']:,} bytes (hash {r['model_hash']}), "
         f"flash left {budget['flash_left']:,}",
@@ -69,11 +80,7 @@ def summary(result: ConvertResult) -> list[str]:
         f"{r['total_params']:,} params, {r['total_macs']:,} MACs",
         f"accuracy   float {_pct(acc['float'])}, LiteRT int8 {_pct(acc['litert_int8'])}, "
         f"TFLM {_pct(acc['tflm'])}" + (f" ({r['accuracy_note']})" if r["accuracy_note"] else ""),
-        f"agreement  TFLM vs LiteRT on {r['verified_samples']} samples: "
-        + (f"top-1 {100 * agree['top1_agreement']:.2f}%, " if r.get("classifier", True) else "") +
-        f"identical {100 * agree['identical_share']:.2f}%, max diff {agree['max_abs_diff_lsb']} LSB "
-        f"(identical {100 * r['agreement_tflm_vs_litert_builtin']['identical_share']:.2f}% "
-        "with LiteRT's builtin kernels)",
+        _agreement_line(r),
         f"TFLM       {r['tflm_engine']}" + (
             f"; {r['tflm_crosscheck']['engine']} identical on {r['tflm_crosscheck']['identical']:,} of "
             f"{r['tflm_crosscheck']['samples']:,}" if r.get("tflm_crosscheck") else ""),

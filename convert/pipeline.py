@@ -135,10 +135,11 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 class Verification:
     inputs: np.ndarray
     accuracy: dict[str, float | None]
-    agreement: verify.Agreement
-    agreement_builtin: verify.Agreement
+    agreement: verify.Agreement | None  # None when LiteRT cannot run the model
+    agreement_builtin: verify.Agreement | None
     tflm: tflm_engines.TflmRun
     outputs: dict[str, np.ndarray]  # desktop_outputs.npz content; empty without a test split
+    litert_error: str | None = None  # why the LiteRT column is left out
 
 
 def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, dict[str, Any]]:
@@ -166,10 +167,9 @@ def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test
             keras_model: object | None, seed: int) -> Verification:
     spec = model.io.input
     inputs = spec.quantize(test.x) if test is not None else verify.random_inputs(spec.shape, seed)
-    litert = verify.run_litert(data, inputs)
-    tflm_run = tflm_engines.run_tflm(data, inputs, arena_bytes)
+    litert, builtin, litert_error = _run_litert(data, inputs)
+    tflm_run = tflm_engines.run_tflm(data, inputs, arena_bytes)  # a TFLM failure still refuses
     tflm = tflm_run.outputs
-    builtin = verify.run_litert(data, inputs, default_delegates=False)
     accuracy: dict[str, float | None] = {"float": None, "litert_int8": None, "tflm": None}
     outputs: dict[str, np.ndarray] = {}
     if test is not None:
@@ -179,23 +179,41 @@ def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test
             if test.y is not None:
                 accuracy["float"] = verify.accuracy(float_probs, test.y)
         if test.y is not None:
-            accuracy["litert_int8"] = verify.accuracy(litert, test.y)
+            accuracy["litert_int8"] = verify.accuracy(litert, test.y) if litert is not None else None
             accuracy["tflm"] = verify.accuracy(tflm, test.y)
-        outputs.update(litert_int8=litert, tflm_int8=tflm)
-    return Verification(inputs=inputs, accuracy=accuracy, agreement=verify.agreement(tflm, litert),
-                        agreement_builtin=verify.agreement(tflm, builtin), tflm=tflm_run, outputs=outputs)
+        outputs["tflm_int8"] = tflm
+        if litert is not None:
+            outputs["litert_int8"] = litert
+    return Verification(inputs=inputs, accuracy=accuracy,
+                        agreement=verify.agreement(tflm, litert) if litert is not None else None,
+                        agreement_builtin=verify.agreement(tflm, builtin) if builtin is not None else None,
+                        tflm=tflm_run, outputs=outputs, litert_error=litert_error)
+
+
+def _run_litert(data: bytes, inputs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """The LiteRT column (XNNPACK, then builtin kernels), or why LiteRT cannot run the model. LiteRT
+    is a desktop reference, not what the board runs: its stricter reading of the file (it refuses a
+    per-channel tensor whose quantized_dimension is outside the tensor's rank, which TFLM's kernels
+    never read, as in TFLM's person_detect) leaves the column out instead of refusing the model."""
+    try:
+        return (verify.run_litert(data, inputs), verify.run_litert(data, inputs, default_delegates=False),
+                None)
+    except ModelError as exc:
+        return None, None, str(exc)
 
 
 def _warnings(checked: Verification, classifier: bool, board: list[str]) -> list[str]:
     # First: the board's library and the second TFLM disagree, or the board's library is absent;
     # then why, when the library is known to compute this model differently.
     warnings = list(checked.tflm.warnings) + board
+    if checked.litert_error is not None:
+        warnings.append(f"{checked.litert_error}; the LiteRT column is left out (the board's TFLM runs it)")
     acc = checked.accuracy
     if acc["float"] is not None and acc["litert_int8"] is not None \
             and acc["float"] - acc["litert_int8"] > MAX_INT8_DROP:
         warnings.append(f"int8 accuracy is {100 * (acc['float'] - acc['litert_int8']):.2f} pp below float")
     # Top-1 of a regression or reconstruction output means nothing.
-    if classifier and checked.agreement.top1_agreement < MIN_TOP1_AGREEMENT:
+    if classifier and checked.agreement is not None and checked.agreement.top1_agreement < MIN_TOP1_AGREEMENT:
         warnings.append(f"TFLM and LiteRT agree on top-1 for only "
                         f"{100 * checked.agreement.top1_agreement:.2f}% of samples")
     return warnings
@@ -254,11 +272,13 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         # The TFLM column: the board's own library built for the host when it is on this machine.
         "tflm_engine": checked.tflm.engine,
         "tflm_crosscheck": checked.tflm.crosscheck,
-        "agreement_tflm_vs_litert": checked.agreement.as_dict(),
+        "agreement_tflm_vs_litert": checked.agreement.as_dict() if checked.agreement else None,
         "litert_kernels": "default (XNNPACK delegate)",
+        "litert_unavailable": checked.litert_error,
         # The same comparison with LiteRT's builtin kernels (no delegate): tells kernel rounding
         # in XNNPACK apart from a TFLM problem.
-        "agreement_tflm_vs_litert_builtin": checked.agreement_builtin.as_dict(),
+        "agreement_tflm_vs_litert_builtin": checked.agreement_builtin.as_dict() if checked.agreement_builtin
+        else None,
         "io": {"input": _io_dict(model.io.input), "output": _io_dict(model.io.output)},
         "labels": labels,
         "budget": budget,

@@ -39,6 +39,7 @@ MAX_SIGNALS = 10
 MEANINGS = {
     ("float", "litert_int8"): "quantization error",
     ("litert_int8", "tflm_int8"): "kernel rounding",
+    ("float", "tflm_int8"): "quantization error and kernel rounding (no LiteRT column)",
     ("tflm_int8", "device"): "firmware, input or link fault (0 with the board's kernels on the host)",
 }
 
@@ -136,7 +137,7 @@ def load(run: Path) -> Loaded:
             if desktop[key].shape != (n_test, n_out):
                 raise DataError(f"{run / runfolder.DESKTOP_OUTPUTS_NPZ} holds {key} of shape "
                                 f"{desktop[key].shape}, not ({n_test}, {n_out}): re-run `{CONVERT_CMD}`")
-        elif key != "float_probs":
+        elif key == "tflm_int8" or (key == "litert_int8" and not report.get("litert_unavailable")):
             raise DataError(f"{run / runfolder.DESKTOP_OUTPUTS_NPZ} lacks {key}: re-run `{CONVERT_CMD}`")
     device_path = run / runfolder.DEVICE_EVAL_JSON
     device = _load_json(device_path) if device_path.is_file() else None
@@ -159,7 +160,8 @@ def columns(data: Loaded) -> list[Column]:
     if "float_probs" in data.desktop:
         cols.append(Column("float", "Keras float", data.desktop["float_probs"][data.index].astype(np.float32),
                            None))
-    cols.append(column("litert_int8", "LiteRT int8", data.desktop["litert_int8"][data.index]))
+    if "litert_int8" in data.desktop:  # absent when LiteRT cannot run the model (convert said why)
+        cols.append(column("litert_int8", "LiteRT int8", data.desktop["litert_int8"][data.index]))
     cols.append(column("tflm_int8", "TFLM (host)", data.desktop["tflm_int8"][data.index]))
     if data.device_out is not None:
         header = (data.device or {}).get("header", {})
@@ -479,6 +481,9 @@ def _intro_blocks(data: Loaded) -> list[Block]:
         Para(f"Test split: {len(data.index)} samples{subset}."),
         Para(_tflm_engine_text(report)),
     ]
+    if "litert_int8" not in data.desktop:
+        blocks.append(Para(f"LiteRT int8 column: not available ({report.get('litert_unavailable') or '?'}); "
+                           "the board's TFLM runs the model."))
     if not data.labelled:
         why = "no class labels in the test split" if data.classifier else "the output is not class scores"
         blocks.append(Para(f"No accuracy ({why}): the report shows how far device and desktop agree."))
