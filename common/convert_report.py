@@ -32,10 +32,6 @@ class LatencyEstimate(TypedDict):
     instructions: int  # convert.cost's fitted estimate, summed over the ops
     lower_bound_us: float  # instructions at one cycle each at clock_hz
     fallback_ops: list[str]  # op types the fit had no data for (their estimate is a fallback)
-    # Older names of lower_bound_us (host_tools.evaluate reads reference_us as the longest
-    # Invoke() to allow for before the device has reported one).
-    cmsis_nn_us: float
-    reference_us: float
     basis: str
 
 

@@ -267,10 +267,6 @@ def latency_estimate(rows: list[LayerCost], board: Board) -> LatencyEstimate:
         "instructions": instructions,
         "lower_bound_us": lower_us,
         "fallback_ops": fallback,
-        # Older names of the same figure: the board's library runs CMSIS-NN kernels for these ops
-        # and has no reference-kernel build, so both equal the lower bound.
-        "cmsis_nn_us": lower_us,
-        "reference_us": lower_us,
         "basis": basis,
     }
 

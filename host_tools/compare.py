@@ -409,8 +409,9 @@ def _latency_blocks(data: Loaded) -> list[Block]:
         rows.append([f"{board}: estimate, {estimate.get('instructions', 0):,} instructions at 1 cycle each "
                      f"({mhz:g} MHz; a lower bound)", f"{estimate['lower_bound_us']:,.0f} us", "", "", ""])
     else:  # a report written before the fitted cost model
-        for value, name in ((estimate.get("cmsis_nn_us"), "CMSIS-NN kernels"),
-                            (estimate.get("reference_us"), "reference kernels")):
+        older: dict[str, Any] = dict(estimate)
+        for value, name in ((older.get("cmsis_nn_us"), "CMSIS-NN kernels"),
+                            (older.get("reference_us"), "reference kernels")):
             if value is not None:
                 rows.append([f"{board}: estimate, {name} ({mhz:g} MHz)", f"{value:,.0f} us", "", "", ""])
     if rows:

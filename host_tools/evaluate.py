@@ -27,10 +27,11 @@ TRAIN_CMD = "python -m train"
 
 
 def _invoke_estimate_s(run: Path) -> float:
-    """convert's reference-kernel latency estimate (the slower kind), 0 when unknown."""
+    """convert's Invoke() estimate (instructions at one cycle each: the board's wait states make
+    it slower, which the reply timeout's factor covers), 0 when unknown."""
     try:
         report = convert_report.read(run / runfolder.CONVERT_REPORT_JSON)
-        return float(report["latency_estimate"]["reference_us"]) / 1e6
+        return float(report["latency_estimate"]["lower_bound_us"]) / 1e6
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0
 

@@ -55,8 +55,9 @@ class ExpectedModel:
     path: Path
     model_hash: str
     io: IoSpec
-    # Estimated Invoke() time on the device (convert's reference-kernel estimate), so a slow
-    # model's first replies are not mistaken for losses before any invoke time is measured.
+    # Estimated Invoke() time on the device (convert's fitted estimate at one cycle per
+    # instruction), so a slow model's first replies are not mistaken for losses before any
+    # invoke time is measured.
     invoke_estimate_s: float = 0.0
 
 
