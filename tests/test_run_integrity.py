@@ -482,7 +482,8 @@ def test_two_evaluations_of_one_folder_the_second_is_refused(run_copy: Path, tmp
         second = run_tool("host_tools", "evaluate", "--port", "virtual", "--run", str(run_copy),
                           "--limit", "60", "--no-progress", check=False)
         _one_error_line(second, 3, f"pid {first.pid}", "evaluate")
-        (control / "go-1").touch()
+        for step in range(1, 10):  # PAUSE waits at every write of the stage: let all of them go
+            (control / f"go-{step}").touch()
         _, err = first.communicate(timeout=STAGE_TIMEOUT_S)
         assert first.returncode == 0, err
     finally:
