@@ -115,8 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(args.run)
     write_json(RESULT_PATH, result)
     a, b = result["a_image_build"], result["b_evaluate_emulated"]
-    print(f"(a) image: firmware + link {a['firmware_and_link_s']} s (library compiled once in "
-          f"{a['library_compile_s_when_built']} s), cached {a['cached_lookup_s']} s")
+    built = a["library_compile_s_when_built"]
+    library = f"compiled once in {built} s" if built is not None else "cached, build time not recorded"
+    print(f"(a) image: firmware + link {a['firmware_and_link_s']} s (library {library}), "
+          f"cached {a['cached_lookup_s']} s")
     print(f"(b) evaluate --port emulated: {b['samples_per_s']} samples/s on {b['samples']} samples")
     print(f"wrote {RESULT_PATH.relative_to(REPO)}")
     return 0
