@@ -364,10 +364,11 @@ def _profile_blocks(data: Loaded) -> list[Block]:
                      f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"])
     rows.append(["", "ops total", "", f"{profile.op_sum:,}", "", "", ""])
     rows.append(["", "Invoke() as timed", "", f"{profile.total:,}", "", "", ""])
-    note = (f"One inference of test sample {record.get('sample', 0)} on {profile.board}, each op timed "
+    where = "the virtual board (this computer)" if profile.board == "virtual" else profile.board
+    note = (f"One inference of test sample {record.get('sample', 0)} on {where}, each op timed "
             f"by the firmware (PROFILE): {unit}.")
     if profile.unit == profiling.UNIT_MICROSECONDS:
-        note += " Estimates count cycles, so they are not set against these times."
+        note += " Estimates count Cortex-M4 instructions, so they are not set against these times."
     else:
         note += " Estimate: convert's per-layer cost model; ratio = estimate / measured."
     if profile.truncated:
