@@ -389,7 +389,7 @@ def library_identity() -> dict[str, str]:
 
 
 def qemu_version() -> str:
-    from host_tools.emulator import QEMU
+    from common.emulated_image import QEMU
 
     out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     return out.splitlines()[0].strip() if out else "?"

@@ -25,8 +25,12 @@ from pathlib import Path
 
 from common import board_sources, cross_build
 from common.cross_build import CrossBuildError
+from common.errors import ToolError
 
-__all__ = ["BOARD_DIR", "EmulatedImage", "build_image"]
+__all__ = ["BOARD_DIR", "QEMU", "EmulatedImage", "QemuMissing", "build_image", "require_qemu"]
+
+# What runs the image (Debian package qemu-system-arm).
+QEMU = "qemu-system-arm"
 
 BOARD_DIR = cross_build.FIRMWARE_DIR / "boards" / "mps2_an386"
 BOARD_UNITS = ("board.cpp", "startup.cpp")
@@ -41,6 +45,19 @@ NANO_BOARD_LAYER = "src/main.cpp"
 # Only the CPU and ABI flags matter for the link; the rest are compile options.
 CPU_FLAG_PREFIXES = ("-mcpu=", "-mthumb", "-mfloat-abi=", "-mfpu=")
 LINK_FLAGS = ("-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")
+
+
+class QemuMissing(ToolError):
+    """qemu-system-arm is not installed (the exit code of a missing toolchain)."""
+
+    exit_code = 6
+
+
+def require_qemu(needed_by: str | None = None) -> None:
+    """One line and exit 6 unless qemu-system-arm is on PATH."""
+    if shutil.which(QEMU) is None:
+        what = f"{needed_by} needs {QEMU}" if needed_by else f"{QEMU} not found"
+        raise QemuMissing(f"{what}: install it (Debian: apt-get install qemu-system-arm)")
 
 
 @dataclass(frozen=True)

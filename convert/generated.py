@@ -12,7 +12,20 @@ from pathlib import Path
 from convert import arena as arena_mod
 from convert import codegen, tflite_model, tflm_engines
 
-__all__ = ["write_generated"]
+__all__ = ["measured_arena", "write_generated"]
+
+
+def measured_arena(data: bytes,
+                   margin_percent: float = arena_mod.DEFAULT_MARGIN_PERCENT) -> codegen.ArenaInfo:
+    """The arena the board's library measures for ``data``, plus the margin; sized from what
+    really runs when the library under-reports (an LSTM's temporary tensors)."""
+    measure = tflm_engines.measure_arena(data)
+    arena_bytes = arena_mod.choose_arena(measure.measured, margin_percent)
+    if not tflm_engines.arena_runs(data, arena_bytes):
+        measure = tflm_engines.smallest_arena(data, arena_bytes)
+        arena_bytes = arena_mod.choose_arena(measure.measured, margin_percent)
+    return codegen.ArenaInfo(bytes=arena_bytes, measured=measure.measured,
+                             rule=arena_mod.margin_rule(margin_percent, measure.how))
 
 
 def write_generated(data: bytes, folder: Path, name: str) -> tflite_model.TfliteModel:
@@ -21,9 +34,7 @@ def write_generated(data: bytes, folder: Path, name: str) -> tflite_model.Tflite
     model = tflite_model.load(data, name)
     tflite_model.check_tflm_ops(model)
     tflite_model.check_int8(model, name)
-    measure = tflm_engines.measure_arena(data)
-    arena = codegen.ArenaInfo(bytes=arena_mod.choose_arena(measure.measured), measured=measure.measured,
-                              rule=arena_mod.margin_rule(arena_mod.DEFAULT_MARGIN_PERCENT, measure.how))
+    arena = measured_arena(data)
     labels = [str(i) for i in range(model.io.output.size)]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

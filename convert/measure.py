@@ -10,37 +10,28 @@ host_tools.emulated_profile`` as a child process and reads the JSON it prints.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import board_sources, cross_build
+from common import board_sources, cross_build, emulated_image
 from common.childenv import python_env
 from common.errors import DeviceError, ToolError, first_line
 from convert.cost import LayerCost
 
-__all__ = ["EmulatorMissing", "check_available", "measure", "table"]
+__all__ = ["check_available", "measure", "table"]
 
-QEMU = "qemu-system-arm"
 REPO = Path(__file__).resolve().parent.parent
 # First use compiles the board's TFLM library for the Cortex-M4 (minutes on two cores); later
 # images take 5-15 s to build and a second to run.
 PROFILE_TIMEOUT_S = 1800.0
 
 
-class EmulatorMissing(ToolError):
-    """qemu-system-arm is not installed (the same exit code as the missing toolchain)."""
-
-    exit_code = 6
-
-
 def check_available() -> None:
     """Everything the emulated board needs, before any work: exit 6 with one line if not."""
-    if shutil.which(QEMU) is None:
-        raise EmulatorMissing(f"--measure needs {QEMU}: install it (Debian: apt-get install qemu-system-arm)")
+    emulated_image.require_qemu("--measure")
     cross_build.require_toolchain()
     board_sources.require_library()
     board_sources.require_core()

@@ -25,6 +25,7 @@ from convert import arena as arena_mod
 from convert import board_compat, codegen, cost, quantize, tflite_model, tflm_engines, verify
 from convert import measure as emulated_measure
 from convert.boards import Board
+from convert.generated import measured_arena
 from convert.staged_write import write_all
 
 # Quantization should cost little accuracy; larger drops are reported as warnings.
@@ -147,20 +148,14 @@ def _sized_arena(data: bytes, opts: ConvertOptions) -> tuple[codegen.ArenaInfo, 
     # Flash is known before TFLM runs; check it first so an oversize model fails fast.
     check_budget(len(data), 0, opts.board)
     try:
-        measure = tflm_engines.measure_arena(data)
+        arena = measured_arena(data, opts.arena_margin_percent)
     except arena_mod.ArenaTooLarge as exc:
         raise ModelError(f"{exc}, but {opts.board.name} has {opts.board.ram_for_arena} bytes of RAM left "
                          f"for it ({opts.board.ram_bytes} minus {opts.board.ram_reserve_bytes} reserved "
                          "for Mbed OS, stacks and USB)") from None
-    arena_bytes = arena_mod.choose_arena(measure.measured, opts.arena_margin_percent)
-    if not tflm_engines.arena_runs(data, arena_bytes):
-        # The library under-reported (an LSTM's temporary tensors): size from what really runs.
-        measure = tflm_engines.smallest_arena(data, arena_bytes)
-        arena_bytes = arena_mod.choose_arena(measure.measured, opts.arena_margin_percent)
-    budget = check_budget(len(data), arena_bytes, opts.board)
-    tflm_engines.verify_arena(data, arena_bytes)
-    return codegen.ArenaInfo(bytes=arena_bytes, measured=measure.measured,
-                             rule=arena_mod.margin_rule(opts.arena_margin_percent, measure.how)), budget
+    budget = check_budget(len(data), arena.bytes, opts.board)
+    tflm_engines.verify_arena(data, arena.bytes)
+    return arena, budget
 
 
 def _verify(data: bytes, model: tflite_model.TfliteModel, arena_bytes: int, test: SavedSplit | None,

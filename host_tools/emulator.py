@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import runfolder
-from common.emulated_image import EmulatedImage, build_image
+from common.emulated_image import QEMU, EmulatedImage, QemuMissing, build_image, require_qemu
 from common.errors import DataError, DeviceError, ToolError
 
 __all__ = ["BOARD_NAME", "QEMU", "Emulator", "QemuMissing", "emulated_board", "generated_dir_for",
            "is_emulated", "qemu_command", "serve_forever", "start_emulator"]
 
-QEMU = "qemu-system-arm"
 MACHINE = "mps2-an386"
 # What firmware/boards/mps2_an386/board.cpp reports as its board name.
 BOARD_NAME = "emulated Cortex-M4 (QEMU)"
@@ -50,12 +48,6 @@ MONITOR_PROMPT = b"(qemu) "
 # not its UART).
 LINK_CHARDEV = "link"
 PTY_LINE = re.compile(rb"char device redirected to (\S+) \(label " + LINK_CHARDEV.encode() + rb"\)")
-
-
-class QemuMissing(ToolError):
-    """qemu-system-arm is not installed."""
-
-    exit_code = 6
 
 
 def is_emulated(board: str) -> bool:
@@ -122,8 +114,7 @@ def emulated_board(generated_dir: Path, image: EmulatedImage | None = None) -> I
 def start_emulator(generated_dir: Path, image: EmulatedImage | None = None,
                    monitor: Path | None = None) -> Iterator[Emulator]:
     """Like ``emulated_board``, with the running QEMU (and a monitor socket at ``monitor``)."""
-    if shutil.which(QEMU) is None:
-        raise QemuMissing(f"{QEMU} not found: install it (Debian: apt-get install qemu-system-arm)")
+    require_qemu()
     image = image if image is not None else build_image(generated_dir)
     proc = subprocess.Popen(qemu_command(image.elf, monitor), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
